@@ -1,0 +1,29 @@
+# Every target sets up .venv itself. torch==2.13.0 is installed first so that pip takes the
+# local CPU build and never pulls CUDA packages; torchvision is installed without its
+# dependencies, only for the parity tests (the package itself never imports it).
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
+
+.PHONY: install demo test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) --no-deps torchvision==0.28.0
+	$(PIP) -e ".[dev,bench]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/deeplab demo
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) demo-output build *.egg-info src/*.egg-info

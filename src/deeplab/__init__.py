@@ -1,0 +1,3 @@
+"""deeplab: multiscale semantic segmentation, the DeepLab family (v1, v2, v3, v3+)."""
+
+__version__ = "0.1.0"

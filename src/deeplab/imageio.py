@@ -1,0 +1,99 @@
+"""Reading images and label maps from disk, whatever their mode, and writing palette PNGs."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+class ImageReadError(ValueError):
+    """An image or mask file that cannot be read; the message names the file."""
+
+
+def _open(path: str | Path) -> Image.Image:
+    try:
+        img = Image.open(path)
+        img.load()
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageReadError(f"{path}: not a readable image ({err})") from None
+    return img
+
+
+def to_rgb(img: Image.Image) -> np.ndarray:
+    """Convert a PIL image of any mode (gray, RGBA, palette, 16-bit, CMYK) to HxWx3 uint8 RGB."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as HxWx3 uint8 RGB, with EXIF orientation applied."""
+    return to_rgb(_open(path))
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a label map as HxW uint8: palette indices as they are, gray values as they are."""
+    img = _open(path)
+    if img.mode in ("P", "L"):
+        return np.asarray(img, dtype=np.uint8)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img)
+        if arr.max() > 255:
+            raise ImageReadError(f"{path}: label values up to {arr.max()} do not fit uint8")
+        return arr.astype(np.uint8)
+    raise ImageReadError(
+        f"{path}: a label map must be a palette or grayscale PNG, found mode {img.mode}"
+    )
+
+
+def write_label_png(
+    path: str | Path, labels: np.ndarray, palette: Sequence[Sequence[int]] | None = None
+) -> None:
+    """Write an HxW label map as a palette PNG (class index = pixel value)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.size and (labels.min() < 0 or labels.max() > 255):
+        raise ValueError(f"{path}: labels must be a 2-D map of values 0..255")
+    img = Image.fromarray(labels.astype(np.uint8), mode="P")
+    flat = [int(c) for rgb in (palette or []) for c in rgb[:3]]
+    flat += [0] * (768 - len(flat))
+    if palette is not None and len(palette) < 256:
+        flat[255 * 3 : 256 * 3] = [224, 224, 192]  # VOC's colour for ignore (255)
+    img.putpalette(flat[:768])
+    try:
+        img.save(path)
+    except OSError as err:
+        raise ImageReadError(f"{path}: cannot write ({err.strerror or err})") from None
+
+
+def list_images(inputs: Sequence[str | Path]) -> list[Path]:
+    """Expand files, folders and glob patterns into a sorted list of image paths."""
+    found: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.exists():
+            found.append(p)
+        else:
+            matches = sorted(Path(m) for m in glob.glob(str(item), recursive=True))
+            matches = [m for m in matches if m.is_file()]
+            if not matches:
+                raise ImageReadError(f"{item}: no such file, folder or matching glob")
+            found += matches
+    return found
