@@ -93,7 +93,8 @@ def plot_trimap(results: Sequence[dict], path: str | Path, labels: Sequence[str]
         if not trimap:
             raise ValueError(f"result {i + 1} has no trimap measure (evaluated without it)")
         label = labels[i] if labels else result.get("label", f"run {i + 1}")
-        ax.plot(trimap["widths"], [100 * m for m in trimap["miou"]], marker=".", label=label)
+        miou = [math.nan if m is None else 100 * m for m in trimap["miou"]]
+        ax.plot(trimap["widths"], miou, marker=".", label=label)
     ax.set_xlabel("trimap width (pixels)")
     ax.set_ylabel("mean IoU (%)")
     ax.set_title("Accuracy near object boundaries (trimap)")
