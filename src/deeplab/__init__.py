@@ -1,3 +1,4 @@
 """deeplab: multiscale semantic segmentation, the DeepLab family (v1, v2, v3, v3+)."""
 
 __version__ = "0.1.0"
+from deeplab.inference import Segmenter  # noqa: E402,F401

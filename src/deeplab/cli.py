@@ -9,3 +9,107 @@ import click
 @click.version_option(package_name="deeplab")
 def main() -> None:
     """DeepLab semantic segmentation: predict, train, evaluate, CRF, export."""
+
+
+def _floats(text: str | None, name: str) -> tuple[float, ...] | None:
+    """Parse "0.5,0.75,1" into floats (None stays None)."""
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}", param_hint=name)
+
+
+@main.command()
+@click.option("--weights", required=True, type=click.Path(dir_okay=False), help="Checkpoint (.pt).")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", "outdir", required=True, type=click.Path(), help="Output folder.")
+@click.option("--preset", type=click.Choice(["deeplabv2", "deeplabv3"]),
+              help="A paper's strategy: v2 = max over scales 1,.75,.5; v3 = mean over .5..1.75 + flip.")
+@click.option("--scales", help="Comma-separated scales, e.g. 0.5,0.75,1 (default 1).")
+@click.option("--fusion", type=click.Choice(["mean", "max"]), help="Fuse mean probabilities or max logits.")
+@click.option("--flip/--no-flip", default=None, help="Average with the left-right flipped image.")
+@click.option("--tile", help="Sliding window H,W (or one number); automatic for large images.")
+@click.option("--overlap", type=float, default=1 / 3, show_default="1/3", help="Window overlap.")
+@click.option("--crf", is_flag=True, help="Refine with the fully connected CRF.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
+@click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True)
+@click.option("--save-probs", is_flag=True, help="Also write NAME_probs.npy (CxHxW float32).")
+@click.option("--alpha", type=float, default=0.5, show_default=True, help="Overlay colour weight.")
+@click.option("--threads", type=int, help="CPU threads (default: torch's choice).")
+def predict(weights, inputs, outdir, preset, scales, fusion, flip, tile, overlap, crf, precision,
+            backend, save_probs, alpha, threads) -> None:  # fmt: skip
+    """Segment images (files, folders, globs): label PNGs, overlays with legends, probabilities."""
+    import torch
+
+    from deeplab import load_model
+    from deeplab.inference import PRESETS, Segmenter, predict_files
+    from deeplab.viz import classes_and_palette
+
+    if threads:
+        torch.set_num_threads(threads)
+    paths = []
+    for item in inputs:
+        found = _listed(item)
+        if not found:
+            raise click.ClickException(f"{item}: no images found")
+        paths += found
+    options = dict(PRESETS[preset]) if preset else {}
+    given = {"scales": _floats(scales, "--scales"), "fusion": fusion, "flip": flip}
+    options.update({k: v for k, v in given.items() if v is not None})
+    tile_size = _floats(tile, "--tile")
+    if tile_size is not None and len(tile_size) not in (1, 2):
+        raise click.BadParameter("expected H,W or one number", param_hint="--tile")
+    try:
+        model = load_model(weights)
+        classes, palette = classes_and_palette(model.meta)
+    except ValueError as err:
+        raise click.ClickException(str(err) if str(weights) in str(err) else f"{weights}: {err}")
+    try:
+        refine = None
+        if crf:
+            from deeplab.crf import DenseCRF
+
+            refine = DenseCRF()
+        seg = Segmenter(model, tile=tuple(int(t) for t in tile_size * 2)[-2:] if tile_size else None,
+                        overlap=overlap, crf=refine, precision=precision, backend=backend,
+                        **options)  # fmt: skip
+        result = predict_files(seg, paths, outdir, classes, palette, save_probs, alpha)
+    except ValueError as err:
+        raise click.ClickException(str(err))
+    rate = len(result.done) / result.seconds if result.seconds else 0.0
+    click.echo(f"{len(result.done)} of {len(paths)} images segmented in {result.seconds:.1f} s "
+               f"({rate:.2f} img/s) -> {outdir}")  # fmt: skip
+    if result.failed:
+        click.echo(f"{len(result.failed)} failed:", err=True)
+        for path, message in result.failed:
+            click.echo(f"  {message}", err=True)
+        raise SystemExit(1)
+
+
+def _listed(item: str) -> list:
+    """The images a file, folder or glob names (a one-line error where it names nothing)."""
+    from deeplab.imageio import list_images
+
+    try:
+        return list_images([item])
+    except ValueError as err:
+        raise click.ClickException(str(err))
+
+
+@main.command("export")
+@click.option("--weights", required=True, type=click.Path(dir_okay=False), help="Checkpoint (.pt).")
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("--opset", type=int, default=17, show_default=True)
+@click.argument("output", type=click.Path(dir_okay=False))
+def export_cmd(weights, fmt, opset, output) -> None:
+    """Export a checkpoint to ONNX (input "image" N,3,H,W normalised; dynamic height/width)."""
+    from deeplab import load_model
+    from deeplab.export import export_onnx
+
+    try:
+        export_onnx(load_model(weights), output, opset=opset)
+    except ValueError as err:
+        raise click.ClickException(str(err))
+    click.echo(f"wrote {output} ({fmt}, opset {opset})")

@@ -16,7 +16,10 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+import os
+import time
 import warnings
+from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
@@ -24,8 +27,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
+from tqdm import tqdm
 
-from .imageio import to_rgb
+from .imageio import read_image, to_rgb, write_label_png
+from .viz import overlay_with_legend
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -365,3 +370,71 @@ def _fast_bf16() -> bool:
         getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
         or getattr(cpu, "_is_amx_tile_supported", lambda: False)()
     )
+
+
+class BatchResult(NamedTuple):
+    """What predict_files did: the images written, the failures (path, message), the time."""
+
+    done: list[Path]
+    failed: list[tuple[Path, str]]
+    seconds: float
+
+
+def predict_files(
+    segmenter: Segmenter,
+    paths: Sequence[Path],
+    outdir: str | Path,
+    classes: Sequence[str],
+    palette: Sequence[Sequence[int]],
+    save_probs: bool = False,
+    alpha: float = 0.5,
+    progress: bool = True,
+) -> BatchResult:
+    """Segment each image; write NAME.png (palette labels), NAME_overlay.png, NAME_probs.npy.
+
+    A failing image is reported and skipped; the others still finish.
+    """
+    outdir = _writable_dir(Path(outdir))
+    done, failed, stems = [], [], set()
+    start = time.perf_counter()
+    for path in tqdm(paths, desc="predict", unit="img", disable=not progress, dynamic_ncols=True):
+        stem = _unique(Path(path).stem, stems)
+        try:
+            rgb = read_image(path)
+            pred = segmenter(rgb)
+            write_label_png(outdir / f"{stem}.png", pred.labels, palette)
+            shown = overlay_with_legend(rgb, pred.labels, classes, palette, alpha)
+            _save(outdir / f"{stem}_overlay.png", lambda p: Image.fromarray(shown).save(p))
+            if save_probs:
+                _save(outdir / f"{stem}_probs.npy", lambda p: np.save(p, pred.probs))
+        except ValueError as err:
+            failed.append((Path(path), str(err)))
+            tqdm.write(f"error: {err}")
+            continue
+        done.append(Path(path))
+    return BatchResult(done, failed, time.perf_counter() - start)
+
+
+def _writable_dir(outdir: Path) -> Path:
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"{outdir}: cannot create the output folder ({err.strerror or err})") from None
+    if not os.access(outdir, os.W_OK):
+        raise ValueError(f"{outdir}: the output folder is not writable")
+    return outdir
+
+
+def _save(path: Path, write: Any) -> None:
+    try:
+        write(path)
+    except OSError as err:
+        raise ValueError(f"{path}: cannot write ({err.strerror or err})") from None
+
+
+def _unique(stem: str, seen: set[str]) -> str:
+    name, k = stem, 1
+    while name in seen:
+        name, k = f"{stem}-{k}", k + 1
+    seen.add(name)
+    return name

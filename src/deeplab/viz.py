@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -70,3 +70,28 @@ def overlay_with_legend(
     """Overlay of the label map on the image, with a legend of the classes present."""
     present = [int(c) for c in np.unique(labels) if c != 255]
     return draw_legend(overlay(image, labels, palette, alpha), present, classes, palette)
+
+
+def classes_and_palette(meta: Any) -> tuple[list[str], list[tuple[int, int, int]]]:
+    """Class names and colours of a model's meta; the VOC palette where it carries none.
+
+    Raises ValueError when the class names or the palette do not match the class count.
+    """
+    num_classes = int(meta.config["num_classes"])
+    if meta.palette:
+        palette = [tuple(int(c) for c in rgb) for rgb in meta.palette]
+    else:
+        from .palette import voc_palette
+
+        palette = [tuple(int(c) for c in rgb) for rgb in voc_palette(num_classes)]
+    if len(palette) != num_classes:
+        raise ValueError(f"the model has {num_classes} classes but its palette {len(palette)} colours")
+    classes = list(meta.classes or [])
+    if not classes:
+        from .palette import VOC_CLASSES
+
+        classes = list(VOC_CLASSES) if num_classes == len(VOC_CLASSES) else []
+        classes = classes or [f"class {i}" for i in range(num_classes)]
+    if len(classes) != num_classes:
+        raise ValueError(f"the model has {num_classes} classes but {len(classes)} class names")
+    return classes, palette
