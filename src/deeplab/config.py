@@ -60,6 +60,8 @@ class DataConfig:
         scale_range: random rescaling of training images, [min, max] factor.
         flip: random horizontal flips in training.
         num_workers: DataLoader worker processes per training process (0 = load in the main one).
+        scan_masks: read every training mask before training starts, so that a bad label value
+            stops the run at once with the file named (masks are also checked when read).
         options: further keyword arguments of build_dataset, for both splits.
         val_options: keyword arguments of build_dataset for the validation split only.
     """
@@ -72,6 +74,7 @@ class DataConfig:
     scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
     flip: bool = True
     num_workers: int = 2
+    scan_masks: bool = True
     options: dict = field(default_factory=dict)
     val_options: dict = field(default_factory=dict)
 
@@ -97,6 +100,8 @@ class TrainConfig:
         seed: seeds the data order, the augmentation of every sample and every iteration's RNG.
         backbone_weights: ImageNet ResNet checkpoint (torchvision format) to start the backbone
             from; null = random initialisation.
+        init_weights: DeepLab checkpoint to start the whole model from (weights only, e.g. the
+            stage-1 best.pt for v3 stage 2); null = none.
         checkpoint_every: write OUTPUT/last.pt every this many iterations (and at the end).
         val_every: validate every this many iterations (and at the end); best.pt keeps the best mIoU.
         log_every: write a CSV row (mean loss since the last row) every this many iterations.
@@ -117,6 +122,7 @@ class TrainConfig:
     precision: str = "fp32"
     seed: int = 0
     backbone_weights: str | None = None
+    init_weights: str | None = None
     checkpoint_every: int = 1000
     val_every: int = 1000
     log_every: int = 20
