@@ -113,3 +113,96 @@ def export_cmd(weights, fmt, opset, output) -> None:
     except ValueError as err:
         raise click.ClickException(str(err))
     click.echo(f"wrote {output} ({fmt}, opset {opset})")
+
+
+@main.command("train")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="YAML recipe (configs/*.yaml); built-in defaults when omitted.")
+@click.argument("overrides", nargs=-1)
+@click.option("--output", help="Output folder (overrides the config's `output`).")
+@click.option("--resume", is_flag=True, help="Continue exactly where OUTPUT/last.pt stopped.")
+@click.option("--resume-from", type=click.Path(dir_okay=False), help="Continue from this checkpoint.")
+@click.option("--backbone-weights", type=click.Path(dir_okay=False),
+              help="torchvision ImageNet ResNet checkpoint to start the backbone from.")
+@click.option("--benchmark-iterations", type=int,
+              help="Only time N iterations on synthetic data of the recipe's crop size and batch.")
+@click.option("--device", help="cpu or cuda[:N] (default: cuda:LOCAL_RANK where present, else cpu).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train_cmd(config_path, overrides, output, resume, resume_from, backbone_weights, benchmark_iterations, device,
+              quiet) -> None:  # fmt: skip
+    """Train a DeepLab: `deeplab train --config C.yaml train.iterations=100 ...` (torchrun for DDP).
+
+    OVERRIDES are `key=value` pairs with dotted keys, e.g. train.lr=0.01 data.crop_size=321.
+    """
+    from deeplab.config import load_config
+    from deeplab.train import NonFiniteLossError, run_training
+
+    try:
+        cfg = load_config(config_path, overrides)
+        cfg.output = output or cfg.output
+        cfg.train.backbone_weights = backbone_weights or cfg.train.backbone_weights
+        if benchmark_iterations is not None:
+            from deeplab.distributed import init_distributed
+            from deeplab.timing import time_iterations
+
+            r = time_iterations(cfg, benchmark_iterations, init_distributed(device))
+            click.echo(f"{r['arch']}: {r['seconds_per_iteration']:.2f} s/iteration at batch "
+                       f"{r['batch_size']}, crop {r['crop_size']} (median of {r['iterations']}, "
+                       f"after a {r['warmup_seconds']:.2f} s warm-up)")  # fmt: skip
+            return
+        result = run_training(cfg, resume_from or ("auto" if resume else None), device, progress=not quiet)
+    except (ValueError, NonFiniteLossError, FileNotFoundError) as err:
+        raise click.ClickException(str(err).splitlines()[0] if str(err) else repr(err))
+    best = f", best val mIoU {100 * result.best_miou:.2f}% ({result.best_checkpoint})" if result.best_miou is not None else ""
+    click.echo(f"trained {result.iterations} iterations -> {result.last_checkpoint}{best}")
+
+
+@main.command("evaluate")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint to evaluate.")
+@click.option("--dataset", help="voc, voc_aug, cityscapes, ade20k, folder or shapes.")
+@click.option("--root", help="Data set folder (not needed for shapes).")
+@click.option("--split", default="val", show_default=True)
+@click.option("--scales", help="Comma-separated scales, e.g. 0.5,0.75,1 (default 1).")
+@click.option("--fusion", type=click.Choice(["mean", "max"]), default="mean", show_default=True)
+@click.option("--flip", is_flag=True, help="Average with the left-right flipped image.")
+@click.option("--crf", is_flag=True, help="Refine with the fully connected CRF.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
+@click.option("--max-images", type=int, help="Evaluate the first N images only.")
+@click.option("--trimap/--no-trimap", default=True, show_default=True, help="Measure accuracy near boundaries.")
+@click.option("--label", help="Name of this run in plots (default: from the settings).")
+@click.option("-o", "--output", "outdir", default="evaluation", show_default=True, type=click.Path())
+@click.option("--compare", is_flag=True, help="Plot the trimap curves of RESULTS (JSONs) and this run together.")
+@click.argument("results", nargs=-1, type=click.Path(dir_okay=False))
+def evaluate_cmd(weights, dataset, root, split, scales, fusion, flip, crf, precision, max_images, trimap,
+                 label, outdir, compare, results) -> None:  # fmt: skip
+    """Score a checkpoint on a data set (mIoU, per-class IoU, accuracies, trimap): JSON + plots.
+
+    `deeplab evaluate --compare a.json b.json` only plots earlier results together.
+    """
+    from pathlib import Path
+
+    from deeplab.evaluate import read_result, run_evaluation, write_report
+    from deeplab.plots import plot_trimap
+
+    if results and not compare:
+        raise click.UsageError("result JSONs are only read with --compare")
+    if not weights and not (compare and results):
+        raise click.UsageError("give --weights and --dataset, or --compare with result JSONs")
+    try:
+        runs = [read_result(p) for p in results]
+        if weights:
+            if not dataset:
+                raise click.UsageError("--weights needs --dataset")
+            result = run_evaluation(weights, dataset, root, split, scales=_floats(scales, "--scales") or (1.0,),
+                                    fusion=fusion, flip=flip, crf=crf, precision=precision,
+                                    max_images=max_images, trimap=trimap, label=label)  # fmt: skip
+            from deeplab.evaluate import format_result
+
+            click.echo(format_result(result))
+            for path in write_report(result, outdir):
+                click.echo(f"wrote {path}")
+            runs.append(result)
+        if compare:
+            click.echo(f"wrote {plot_trimap(runs, Path(outdir) / 'trimap_compare.png')}")
+    except ValueError as err:
+        raise click.ClickException(str(err))
