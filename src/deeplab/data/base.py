@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
 
-from deeplab.imageio import read_image
+from deeplab.imageio import ImageReadError, read_image
 
 IGNORE_INDEX = 255
 
@@ -22,24 +22,12 @@ class MaskValueError(DatasetError):
     """A label map holding values that are neither a class index nor the ignore label."""
 
 
-def check_mask_values(
-    counts: np.ndarray, num_classes: int, where: str, ignore_index: int = IGNORE_INDEX
-) -> None:
-    """Raise MaskValueError naming `where` if a 256-bin value histogram has out-of-range labels."""
-    bad = [v for v in np.flatnonzero(counts) if v >= num_classes and v != ignore_index]
-    if bad:
-        raise MaskValueError(
-            f"{where}: mask values {bad[:10]} are neither a class (0..{num_classes - 1}) "
-            f"nor the ignore label {ignore_index}"
-        )
-
-
-def check_same_size(image: np.ndarray, mask: np.ndarray, image_path: Any, mask_path: Any) -> None:
-    """Raise DatasetError naming both files when the image and its mask differ in size."""
-    if image.shape[:2] != mask.shape[:2]:
+def check_same_size(image_size: tuple, mask_size: tuple, image_path: Any, mask_path: Any) -> None:
+    """Raise DatasetError naming both files when an image (h, w) and its mask (h, w) differ."""
+    if tuple(image_size[:2]) != tuple(mask_size[:2]):
         raise DatasetError(
-            f"{image_path} is {image.shape[1]}x{image.shape[0]} but its mask {mask_path} is "
-            f"{mask.shape[1]}x{mask.shape[0]} (width x height)"
+            f"{image_path} is {image_size[1]}x{image_size[0]} but its mask {mask_path} is "
+            f"{mask_size[1]}x{mask_size[0]} (width x height)"
         )
 
 
@@ -49,6 +37,38 @@ def require_files(paths: Sequence[Path], what: str) -> None:
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise DatasetError(f"{missing[0]}: no such {what} file{more}")
+
+
+def lookup_table(pairs: Iterable[tuple[int, int]]) -> np.ndarray:
+    """A 256-entry raw value -> label table; -1 marks raw values that are not allowed."""
+    lut = np.full(256, -1, dtype=np.int16)
+    for raw, label in pairs:
+        lut[raw] = label
+    return lut
+
+
+def apply_table(raw: np.ndarray, lut: np.ndarray, path: Path) -> np.ndarray:
+    """Map raw mask values through `lut`, raising MaskValueError naming the file and bad values."""
+    counts = np.bincount(raw.ravel(), minlength=256)
+    bad = np.flatnonzero((counts > 0) & (lut < 0))
+    if bad.size:
+        allowed = np.flatnonzero(lut >= 0)
+        raise MaskValueError(
+            f"{path}: mask values {bad[:10].tolist()} are not labels of this data set "
+            f"(allowed: {_ranges(allowed)})"
+        )
+    return lut[raw].astype(np.uint8)
+
+
+def _ranges(values: np.ndarray) -> str:
+    """'0..20, 255' style summary of sorted integers."""
+    parts, start = [], None
+    for k, v in enumerate(values):
+        start = v if start is None else start
+        if k + 1 == len(values) or values[k + 1] != v + 1:
+            parts.append(f"{start}..{v}" if v > start else f"{v}")
+            start = None
+    return ", ".join(parts)
 
 
 class SegmentationDataset(Dataset):
@@ -80,7 +100,7 @@ class SegmentationDataset(Dataset):
         image_path, mask_path = self.paths(index)
         mask = self.read_label(mask_path)
         image = read_image(image_path)
-        check_same_size(image, mask, image_path, mask_path)
+        check_same_size(image.shape, mask.shape, image_path, mask_path)
         return image, mask
 
     def paths(self, index: int) -> tuple[Path, Path]:
@@ -110,18 +130,21 @@ class SegmentationDataset(Dataset):
         return self.transform(image, mask)
 
     def validate(self) -> np.ndarray:
-        """Read every mask; raise on bad values or sizes; return pixel counts per class."""
+        """Read every mask and image header; raise on bad values or sizes (one line naming the
+        first bad file and how many there are); return pixel counts per class."""
         counts = np.zeros(256, dtype=np.int64)
+        errors: list[ValueError] = []
         for i in range(len(self)):
             image_path, mask_path = self.paths(i)
-            mask = self.read_label(mask_path)
-            size = _image_size(image_path)
-            if size != mask.shape[:2]:
-                raise DatasetError(
-                    f"{image_path} is {size[1]}x{size[0]} but its mask {mask_path} is "
-                    f"{mask.shape[1]}x{mask.shape[0]} (width x height)"
-                )
+            try:
+                mask = self.read_label(mask_path)
+                check_same_size(_image_size(image_path), mask.shape, image_path, mask_path)
+            except (DatasetError, ImageReadError) as err:
+                errors.append(err)
+                continue
             counts += np.bincount(mask.ravel(), minlength=256)
+        if errors:
+            raise type(errors[0])(f"{len(errors)} of {len(self)} samples are bad; first: {errors[0]}")
         return counts[: self.num_classes]
 
 
