@@ -74,7 +74,8 @@ def _voc_labels():
     from deeplab.data.classes import VOC_CLASSES, voc_palette
 
     identity = lookup_table([(v, v) for v in range(len(VOC_CLASSES))] + [(255, IGNORE_INDEX)])
-    return list(VOC_CLASSES), [tuple(int(c) for c in rgb) for rgb in voc_palette(len(VOC_CLASSES))], identity
+    palette = [tuple(int(c) for c in rgb) for rgb in voc_palette(len(VOC_CLASSES))]
+    return list(VOC_CLASSES), palette, identity
 
 
 def voc_dir(root: str | Path) -> Path:
@@ -157,13 +158,15 @@ def cityscapes(
     root = _find_dir(root, ["", "cityscapes"], "leftImg8bit", "Cityscapes (leftImg8bit/, gtFine/)")
     images = sorted((root / "leftImg8bit" / split).glob("*/*_leftImg8bit.png"))
     if not images:
-        raise DatasetError(f"{root / 'leftImg8bit' / split}: no *_leftImg8bit.png images in split {split!r}")
+        folder = root / "leftImg8bit" / split
+        raise DatasetError(f"{folder}: no *_leftImg8bit.png images in split {split!r}")
     names = [p.name[: -len("_leftImg8bit.png")] for p in images]
     masks = [
         root / "gtFine" / split / p.parent.name / f"{n}_gtFine_labelIds.png"
         for p, n in zip(images, names)
     ]
-    lut = lookup_table([(v, IGNORE_INDEX) for v in range(CITYSCAPES_NUM_LABEL_IDS)] + [(255, IGNORE_INDEX)])
+    ignored = [(v, IGNORE_INDEX) for v in range(CITYSCAPES_NUM_LABEL_IDS)] + [(255, IGNORE_INDEX)]
+    lut = lookup_table(ignored)
     for train_id, (label_id, _, _) in enumerate(CITYSCAPES):
         lut[label_id] = train_id
     classes = [name for _, name, _ in CITYSCAPES]

@@ -97,8 +97,8 @@ class FolderDataset(SegmentationDataset):
             if not (base / sub).is_dir():
                 raise DatasetError(f"{base / sub}: no such folder (folder layout: images/ and masks/)")
         self._read_classes(classes_file, base, root)
-        images = {p.stem: p for p in sorted((base / "images").iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-        masks = {p.stem: p for p in sorted((base / "masks").iterdir()) if p.suffix.lower() == ".png"}
+        images = _by_stem(base / "images", IMAGE_SUFFIXES)
+        masks = _by_stem(base / "masks", (".png",))
         stems = self._split_stems(root, base, split, images)
         missing = [s for s in stems if s not in masks]
         if missing:
@@ -114,7 +114,9 @@ class FolderDataset(SegmentationDataset):
         if classes_file is None:
             found = [d / f for d in (base, root) for f in CLASS_FILES if (d / f).is_file()]
             if not found:
-                raise DatasetError(f"{root}: no classes file; write {root / 'classes.txt'} with lines 'name r g b'")
+                raise DatasetError(
+                    f"{root}: no classes file; write {root / 'classes.txt'} with lines 'name r g b'"
+                )
             classes_file = found[0]
         path = Path(classes_file)
         if not path.is_file():
@@ -123,8 +125,9 @@ class FolderDataset(SegmentationDataset):
         from deeplab.data.classes import voc_palette
 
         default = voc_palette(len(self.classes))
-        self.palette = [c if c is not None else tuple(int(v) for v in default[k]) for k, c in enumerate(colours)]
-        self.lut = lookup_table([(v, v) for v in range(len(self.classes))] + [(IGNORE_INDEX, IGNORE_INDEX)])
+        self.palette = [tuple(int(v) for v in (c or default[k])) for k, c in enumerate(colours)]
+        indices = [(v, v) for v in range(len(self.classes))] + [(IGNORE_INDEX, IGNORE_INDEX)]
+        self.lut = lookup_table(indices)
         keyed = {_key(c): k for k, c in enumerate(colours) if c is not None}
         if ignore is not None:
             keyed[_key(ignore)] = IGNORE_INDEX
@@ -136,13 +139,15 @@ class FolderDataset(SegmentationDataset):
         if base != root or split in (None, "all"):
             stems = list(images)
         elif (root / f"{split}.txt").is_file():
-            stems = [line.split()[0] for line in (root / f"{split}.txt").read_text().splitlines() if line.strip()]
+            listing = root / f"{split}.txt"
+            stems = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
             unknown = [s for s in stems if s not in images]
             if unknown:
-                raise DatasetError(f"{root / f'{split}.txt'}: {unknown[0]!r} has no image in {base / 'images'}")
+                raise DatasetError(f"{listing}: {unknown[0]!r} has no image in {base / 'images'}")
         else:
             raise DatasetError(
-                f"{root}: no split {split!r} (expected {root / f'{split}.txt'} or {root / split / 'images'}/)"
+                f"{root}: no split {split!r} "
+                f"(expected {root / f'{split}.txt'} or {root / split / 'images'}/)"
             )
         if not stems:
             raise DatasetError(f"{base}: split {split or 'all'!r} has no images")
@@ -172,6 +177,10 @@ class FolderDataset(SegmentationDataset):
                 f"are not class colours of {self._classes_file}"
             )
         return self._colour_labels[pos]
+
+
+def _by_stem(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in suffixes}
 
 
 def _key(rgb) -> np.ndarray | int:

@@ -157,7 +157,8 @@ def _object_sizes(rng: np.random.Generator, size: int) -> np.ndarray:
     """Diameters: one large, one small (>= 10x apart for size 256), the rest log-uniform."""
     big = rng.uniform(0.6, 0.95) * size
     small = rng.uniform(MIN_OBJECT, 15.0)
-    rest = np.exp(rng.uniform(np.log(MIN_OBJECT), np.log(max(0.5 * size, MIN_OBJECT)), rng.integers(2, 7)))
+    log_range = np.log(MIN_OBJECT), np.log(max(0.5 * size, MIN_OBJECT))
+    rest = np.exp(rng.uniform(*log_range, rng.integers(2, 7)))
     return np.sort(np.concatenate([[big, small], rest]))[::-1]  # paint large first
 
 
