@@ -39,24 +39,3 @@ swimming pool|stool|barrel|basket|waterfall|tent|bag|minibike|cradle|oven|ball|f
 trade name|microwave|pot|animal|bicycle|lake|dishwasher|screen|blanket|sculpture|hood|sconce|vase|
 traffic light|tray|ashcan|fan|pier|crt screen|plate|monitor|bulletin board|shower|radiator|glass|
 clock|flag""".replace("\n", "").split("|")
-
-VOC_CLASSES = [
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
-    "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
-]  # fmt: skip
-
-
-def voc_palette(n: int) -> list[tuple[int, int, int]]:
-    """The PASCAL VOC colour map (bits of the class index spread over r, g, b) for n classes."""
-    colours = []
-    for k in range(n):
-        r = g = b = 0
-        c = k
-        for shift in range(7, -1, -1):
-            r |= (c & 1) << shift
-            g |= (c >> 1 & 1) << shift
-            b |= (c >> 2 & 1) << shift
-            c >>= 3
-        colours.append((r, g, b))
-    return colours

@@ -19,6 +19,7 @@ from deeplab.data.classes import ADE20K_CLASSES, CITYSCAPES, CITYSCAPES_NUM_LABE
 from deeplab.data.folder import FolderDataset
 from deeplab.data.shapes import ShapesDataset
 from deeplab.imageio import read_mask
+from deeplab.palette import VOC_CLASSES, voc_palette
 
 
 def _find_dir(root: str | Path, candidates: Iterable[str], marker: str, what: str) -> Path:
@@ -71,8 +72,6 @@ class ListDataset(SegmentationDataset):
 
 
 def _voc_labels():
-    from deeplab.data.classes import VOC_CLASSES, voc_palette
-
     identity = lookup_table([(v, v) for v in range(len(VOC_CLASSES))] + [(255, IGNORE_INDEX)])
     palette = [tuple(int(c) for c in rgb) for rgb in voc_palette(len(VOC_CLASSES))]
     return list(VOC_CLASSES), palette, identity
@@ -176,8 +175,6 @@ def cityscapes(
 
 def ade20k(root: str | Path, split: str = "training", transform: Callable | None = None, seed: int = 0):
     """ADE20K SceneParse150: images/{training,validation}/*.jpg, annotations/*.png; 0 -> ignore."""
-    from deeplab.data.classes import voc_palette
-
     root = _find_dir(root, ["", "ADEChallengeData2016"], "annotations", "ADEChallengeData2016")
     folder = {"train": "training", "val": "validation"}.get(split, split)
     images = sorted((root / "images" / folder).glob("*.jpg"))

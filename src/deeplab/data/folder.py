@@ -25,6 +25,7 @@ from deeplab.data.base import (
     lookup_table,
 )
 from deeplab.imageio import IMAGE_SUFFIXES, ImageReadError, read_image, read_mask
+from deeplab.palette import voc_palette
 
 CLASS_FILES = ("classes.txt", "classes.yaml", "classes.yml")
 IGNORE_NAMES = ("ignore", "void")
@@ -122,8 +123,6 @@ class FolderDataset(SegmentationDataset):
         if not path.is_file():
             raise DatasetError(f"{path}: no such classes file")
         self.classes, colours, ignore = read_classes(path)
-        from deeplab.data.classes import voc_palette
-
         default = voc_palette(len(self.classes))
         self.palette = [tuple(int(v) for v in (c or default[k])) for k, c in enumerate(colours)]
         indices = [(v, v) for v in range(len(self.classes))] + [(IGNORE_INDEX, IGNORE_INDEX)]
