@@ -41,3 +41,19 @@ def test_legend_grows_below_a_small_image_for_many_classes():
     image = np.zeros((10, 10, 3), np.uint8)
     out = draw_legend(image, list(range(3)), ["x", "y", "z"], PALETTE)
     assert out.shape[0] > 10 and (out[10:, :10] == 255).all()
+
+
+def test_classes_and_palette_from_meta_with_voc_defaults():
+    from types import SimpleNamespace
+
+    from deeplab.viz import classes_and_palette
+
+    voc = SimpleNamespace(config={"num_classes": 21}, classes=[], palette=[])
+    classes, palette = classes_and_palette(voc)
+    assert classes[15] == "person" and palette[1] == (128, 0, 0) and len(palette) == 21
+    bad = SimpleNamespace(config={"num_classes": 3}, classes=["a", "b", "c"], palette=PALETTE[:2])
+    with pytest.raises(ValueError, match="3 classes but its palette 2 colours"):
+        classes_and_palette(bad)
+    names = SimpleNamespace(config={"num_classes": 3}, classes=["a"], palette=PALETTE)
+    with pytest.raises(ValueError, match="3 classes but 1 class names"):
+        classes_and_palette(names)

@@ -86,12 +86,9 @@ def classes_and_palette(meta: Any) -> tuple[list[str], list[tuple[int, int, int]
         palette = [tuple(int(c) for c in rgb) for rgb in voc_palette(num_classes)]
     if len(palette) != num_classes:
         raise ValueError(f"the model has {num_classes} classes but its palette {len(palette)} colours")
-    classes = list(meta.classes or [])
-    if not classes:
-        from .palette import VOC_CLASSES
+    from .palette import default_classes
 
-        classes = list(VOC_CLASSES) if num_classes == len(VOC_CLASSES) else []
-        classes = classes or [f"class {i}" for i in range(num_classes)]
+    classes = list(meta.classes or []) or default_classes(num_classes)
     if len(classes) != num_classes:
         raise ValueError(f"the model has {num_classes} classes but {len(classes)} class names")
     return classes, palette

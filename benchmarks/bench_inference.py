@@ -1,0 +1,173 @@
+"""Inference on CPU: our fast paths against torchvision's deeplabv3_resnet101 (eager fp32).
+
+Same weights (torchvision random init with randomised BN statistics, converted into our model),
+one 513x513 image, `--threads` threads. Prints median time, speed-up and label agreement with
+torchvision, then the peak memory (ru_maxrss of a child process) of a large image tiled and untiled.
+
+    python benchmarks/bench_inference.py [--threads 2] [--repeats 5] [--skip-memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+SIZE = 513
+MEMORY_SIZES = [(1000, 750), (2000, 1500), (4000, 3000)]
+
+
+def torchvision_model() -> torch.nn.Module:
+    """torchvision's deeplabv3_resnet101, random init, BN statistics randomised (fixed seed)."""
+    from tv import import_torchvision
+
+    tv = import_torchvision()
+    if tv is None:
+        raise SystemExit("torchvision cannot be imported here; nothing to compare against")
+    torch.manual_seed(0)
+    model = tv.models.segmentation.deeplabv3_resnet101(weights=None, weights_backbone=None)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.normal_(0, 0.1)
+    return model.eval()
+
+
+def our_model(tv_model: torch.nn.Module, workdir: Path) -> torch.nn.Module:
+    """The same weights in our DeepLab, through the checkpoint conversion and deeplab.load_model."""
+    import deeplab
+
+    path = workdir / "tv_deeplabv3_resnet101.pth"
+    torch.save(tv_model.state_dict(), path)
+    return deeplab.load_model(path)
+
+
+def median_time(fn, repeats: int) -> tuple[float, object]:
+    out = fn()  # warm-up (oneDNN primitive caches, first-call allocations)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def speed(threads: int, repeats: int, workdir: Path) -> list[tuple[str, float, float, float]]:
+    """Rows (name, median seconds, speed-up over torchvision, label agreement with it)."""
+    from tiny_model import tiny_image
+
+    from deeplab.inference import Segmenter
+
+    torch.set_num_threads(threads)
+    image = tiny_image(SIZE, SIZE, seed=7)
+    tv_model = torchvision_model()
+    ours = our_model(tv_model, workdir)
+    x = torch.from_numpy(image).permute(2, 0, 1).float().div(255)
+    mean, std = torch.tensor(ours.meta.mean), torch.tensor(ours.meta.std)
+    x = ((x - mean[:, None, None]) / std[:, None, None])[None]
+
+    def reference():
+        with torch.inference_mode():
+            return tv_model(x)["out"][0].argmax(0).numpy()
+
+    base, ref_labels = median_time(reference, repeats)
+    rows = [("torchvision eager fp32", base, 1.0, 1.0)]
+    paths = {
+        "ours eager fp32 (no folding)": dict(optimize=False),
+        "ours fast fp32 (BN folded, channels_last)": dict(),
+        "ours fast bf16 (autocast)": dict(precision="bf16"),
+        "ours onnxruntime fp32": dict(backend="onnxruntime"),
+    }
+    for name, kwargs in paths.items():
+        seg = Segmenter(ours, **kwargs)
+        seconds, pred = median_time(lambda: seg(image), repeats)
+        rows.append((name, seconds, base / seconds, float((pred.labels == ref_labels).mean())))
+        print(f"  {name}: {seconds:.3f} s", file=sys.stderr, flush=True)
+    return rows
+
+
+def memory_child(height: int, width: int, tiled: bool, threads: int) -> None:
+    """Child process: segment one height x width image; print peak RSS and output size (MiB)."""
+    import deeplab
+    from deeplab.inference import DEFAULT_TILE, Segmenter
+
+    torch.set_num_threads(threads)
+    model = deeplab.build_model("deeplabv3_mobilenet_v2", num_classes=21)
+    image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    seg = Segmenter(model, tile=DEFAULT_TILE if tiled else None, max_pixels=1 << 40)
+    pred = seg(image)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    outputs = pred.probs.nbytes + pred.labels.nbytes
+    print(json.dumps({"peak": peak / 1024, "baseline": before / 1024, "outputs": outputs / 2**20}))
+
+
+def memory(threads: int) -> list[tuple[str, str, float, float, float]]:
+    rows = []
+    for height, width in MEMORY_SIZES:
+        for tiled in (False, True):
+            args = [sys.executable, __file__, "--memory-child", f"{height},{width},{int(tiled)}",
+                    "--threads", str(threads)]  # fmt: skip
+            done = subprocess.run(args, capture_output=True, text=True)
+            if done.returncode != 0:
+                print(done.stderr[-2000:], file=sys.stderr)
+                continue
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            extra = r["peak"] - r["baseline"] - r["outputs"]
+            rows.append((f"{width}x{height}", "tiled" if tiled else "untiled",
+                         r["peak"], r["outputs"], extra))  # fmt: skip
+            print(f"  {width}x{height} tiled={tiled}: peak {r['peak']:.0f} MiB", file=sys.stderr)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        height, width, tiled = (int(v) for v in args.memory_child.split(","))
+        memory_child(height, width, bool(tiled), args.threads)
+        return 0
+    import tempfile
+
+    if not args.skip_speed:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = speed(args.threads, args.repeats, Path(tmp))
+        print(f"\nSpeed at {SIZE}x{SIZE}, {args.threads} threads, median of {args.repeats} runs "
+              f"(bf16: {'native AVX512-BF16/AMX' if _has_bf16() else 'no native bf16'})")  # fmt: skip
+        print(f"{'path':44s} {'time (s)':>9s} {'speed-up':>9s} {'labels = tv':>12s}")
+        for name, seconds, ratio, agree in rows:
+            print(f"{name:44s} {seconds:9.3f} {ratio:8.2f}x {100 * agree:11.3f}%")
+    if not args.skip_memory:
+        rows = memory(args.threads)
+        print("\nPeak memory (ru_maxrss of a child process, MiB; model deeplabv3_mobilenet_v2, 21 classes)")
+        print(f"{'image':12s} {'mode':8s} {'peak':>8s} {'outputs':>8s} {'peak - outputs - start':>24s}")
+        for size, mode, peak, outputs, extra in rows:
+            print(f"{size:12s} {mode:8s} {peak:8.0f} {outputs:8.0f} {extra:24.0f}")
+    return 0
+
+
+def _has_bf16() -> bool:
+    from deeplab.inference import _fast_bf16
+
+    return _fast_bf16()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
