@@ -104,7 +104,7 @@ def memory_child(height: int, width: int, tiled: bool, threads: int) -> None:
     from deeplab.inference import DEFAULT_TILE, Segmenter
 
     torch.set_num_threads(threads)
-    model = deeplab.build_model("deeplabv3_mobilenet_v2", num_classes=21)
+    model = deeplab.build_model("deeplabv3-mobilenetv2", num_classes=21).eval()
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     seg = Segmenter(model, tile=DEFAULT_TILE if tiled else None, max_pixels=1 << 40)
@@ -156,7 +156,7 @@ def main() -> int:
             print(f"{name:44s} {seconds:9.3f} {ratio:8.2f}x {100 * agree:11.3f}%")
     if not args.skip_memory:
         rows = memory(args.threads)
-        print("\nPeak memory (ru_maxrss of a child process, MiB; model deeplabv3_mobilenet_v2, 21 classes)")
+        print("\nPeak memory (ru_maxrss of a child process, MiB; model deeplabv3-mobilenetv2, 21 classes)")
         print(f"{'image':12s} {'mode':8s} {'peak':>8s} {'outputs':>8s} {'peak - outputs - start':>24s}")
         for size, mode, peak, outputs, extra in rows:
             print(f"{size:12s} {mode:8s} {peak:8.0f} {outputs:8.0f} {extra:24.0f}")

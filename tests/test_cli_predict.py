@@ -90,3 +90,26 @@ def test_palette_that_does_not_match_the_classes_is_an_error(images, tmp_path, t
     result = _run("predict", "--weights", "w.pt", images, "-o", tmp_path / "out")
     assert result.exit_code != 0
     assert "w.pt: the model has 4 classes but its palette 3 colours" in result.output
+
+
+def test_predict_and_export_with_a_real_checkpoint(images, tmp_path):
+    import onnxruntime
+
+    from deeplab.weights import save_checkpoint
+
+    model = deeplab.build_model("deeplabv3-mobilenetv2", num_classes=21).eval()
+    save_checkpoint(tmp_path / "m.pt", model)
+    result = _run("predict", "--weights", tmp_path / "m.pt", images / "a.png", "-o", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    labels = Image.open(tmp_path / "o" / "a.png")
+    assert labels.getpalette()[3:6] == [128, 0, 0]  # VOC palette
+    result = _run("export", "--weights", tmp_path / "m.pt", tmp_path / "m.onnx")
+    assert result.exit_code == 0, result.output
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"))
+    out = session.run(None, {"image": np.zeros((1, 3, 40, 56), np.float32)})[0]
+    assert out.shape == (1, 21, 40, 56)
+
+
+def test_missing_checkpoint_is_a_one_line_error(images, tmp_path):
+    result = _run("predict", "--weights", tmp_path / "nope.pt", images, "-o", tmp_path / "o")
+    assert result.exit_code != 0 and "nope.pt" in result.output and "Traceback" not in result.output

@@ -47,3 +47,17 @@ def test_export_to_unwritable_path_names_it(tmp_path):
     with pytest.raises(ValueError, match="cannot write"):
         export_onnx(TinyNet(), blocker / "x.onnx")
     export_onnx(TinyNet(), io.BytesIO())  # in memory works too
+
+
+def test_real_model_onnx_matches_torch(tmp_path):
+    import deeplab
+
+    torch.manual_seed(0)
+    model = deeplab.build_model("deeplabv3-mobilenetv2", num_classes=3).eval()
+    export_onnx(model, tmp_path / "m.onnx")
+    runner = OnnxModel.from_file(tmp_path / "m.onnx", threads=1)
+    assert runner.output_stride == 16 and runner.meta.arch == "deeplabv3-mobilenetv2"
+    for shape in [(1, 3, 64, 64), (1, 3, 49, 83)]:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            np.testing.assert_allclose(runner(x).numpy(), model(x).numpy(), atol=1e-4, rtol=1e-4)

@@ -219,3 +219,16 @@ def test_bad_image_arrays_are_rejected(model):
         Segmenter(model)(np.zeros((8, 8, 3), np.float32))
     with pytest.raises(ValueError, match="HxWx3"):
         Segmenter(model)(np.zeros((8, 8, 5), np.uint8))
+
+
+def test_real_model_fast_path_agrees_with_plain():
+    import deeplab
+
+    torch.manual_seed(0)
+    model = deeplab.build_model("deeplabv3-mobilenetv2", num_classes=5).eval()
+    image = tiny_image(64, 80, seed=5)
+    kw = dict(scales=(1.0, 0.5), flip=True, fusion="max")
+    plain = Segmenter(model, optimize=False, **kw)(image)
+    fast = Segmenter(model, **kw)(image)
+    np.testing.assert_allclose(fast.probs, plain.probs, atol=1e-4)
+    assert (fast.labels == plain.labels).mean() > 0.999
