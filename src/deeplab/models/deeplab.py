@@ -1,0 +1,42 @@
+"""DeepLab = backbone + head (+ auxiliary head); logits come back at the input size.
+
+Top-level state-dict keys: ``backbone.*`` (see resnet.py, vgg.py, mobilenet.py), ``classifier.*``
+(heads.py or decoder.py), ``aux_classifier.*`` (heads.FCNHead, only when built with aux=True).
+For the v3 ResNet presets these are exactly torchvision's ``deeplabv3_resnet50/101`` keys.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deeplab.models.decoder import DeepLabV3PlusHead
+
+
+class DeepLab(nn.Module):
+    """``model(x)`` -> logits N,C,H,W at the input size; ``model(x, return_aux=True)`` -> {"out", "aux"}."""
+
+    def __init__(self, backbone: nn.Module, classifier: nn.Module, aux_classifier: nn.Module | None = None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.classifier = classifier
+        self.aux_classifier = aux_classifier
+        self.output_stride: int = backbone.output_stride
+        self.meta = None  # a deeplab.weights.ModelMeta, set by build_model / load_model
+
+    def forward(self, x: torch.Tensor, return_aux: bool = False) -> torch.Tensor | dict[str, torch.Tensor]:
+        size = x.shape[-2:]
+        features = self.backbone(x)
+        if isinstance(self.classifier, DeepLabV3PlusHead):
+            logits = self.classifier(features["out"], features["low_level"])
+        else:
+            logits = self.classifier(features["out"])
+        out = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        if not return_aux:
+            return out
+        result = {"out": out}
+        if self.aux_classifier is not None:
+            aux = self.aux_classifier(features["aux"])
+            result["aux"] = F.interpolate(aux, size=size, mode="bilinear", align_corners=False)
+        return result

@@ -1,0 +1,97 @@
+"""Atrous MobileNetV2 (Sandler et al. 2018), the light backbone of DeepLab v3+ (Sec. 4, mobile models).
+
+State-dict keys are torchvision's ``mobilenet_v2`` ``features.0``..``features.17`` keys
+(``features.0.{0,1}`` stem conv + BN; inverted residuals ``features.N.conv.*``), so ImageNet weights
+load as is; torchvision's final 1x1 conv to 1280 channels (``features.18``) and ``classifier.*`` are
+not part of the segmentation backbone and are skipped. Output stride 8/16/32: a layer whose stride
+would go below 1/output_stride keeps stride 1 at the current rate and multiplies the rate of the
+layers after it (the rule of the DeepLab TF reference code), so H x W gives ceil(H/os) x ceil(W/os).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from deeplab.models.resnet import check_output_stride
+
+# expansion t, channels c, repeats n, stride s (MobileNetV2 Table 2)
+SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+LOW_LEVEL_INDEX = 3  # output of features.3: stride 4, 24 channels at width 1
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round channels to a multiple of 8, never below 90% of value (torchvision's rule)."""
+    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * value else new
+
+
+def conv_bn_relu6(in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1,
+                  rate: int = 1, groups: int = 1) -> nn.Sequential:  # fmt: skip
+    """Conv (no bias) + BN + ReLU6, keys ``0`` and ``1``."""
+    padding = rate * (kernel_size // 2)
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, rate, groups, bias=False)
+    return nn.Sequential(conv, nn.BatchNorm2d(out_channels), nn.ReLU6(inplace=True))
+
+
+class InvertedResidual(nn.Module):
+    """1x1 expand, 3x3 depthwise (strided or atrous), 1x1 linear projection; identity when shapes match."""
+
+    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int, rate: int = 1, residual: bool = False) -> None:
+        super().__init__()
+        hidden = int(round(inp * expand_ratio))
+        layers: list[nn.Module] = [] if expand_ratio == 1 else [conv_bn_relu6(inp, hidden)]
+        layers += [conv_bn_relu6(hidden, hidden, 3, stride, rate, groups=hidden),
+                   nn.Conv2d(hidden, oup, 1, bias=False), nn.BatchNorm2d(oup)]  # fmt: skip
+        self.conv = nn.Sequential(*layers)
+        self.use_res_connect = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    """Atrous MobileNetV2 features; ``forward`` returns {"low_level": stride-4 features, "out": last}."""
+
+    pretrained_ignore = ("classifier.", "features.18.")
+
+    def __init__(self, output_stride: int = 16, width_mult: float = 1.0) -> None:
+        super().__init__()
+        check_output_stride(output_stride)
+        if not width_mult > 0:
+            raise ValueError(f"width_mult must be > 0, got {width_mult!r}")
+        self.output_stride = output_stride
+        in_channels = make_divisible(32 * width_mult)
+        layers: list[nn.Module] = [conv_bn_relu6(3, in_channels, 3, 2)]
+        self.rates: list[int] = [1]
+        current_stride, rate = 2, 1
+        for t, c, n, s in SETTINGS:
+            out_channels = make_divisible(c * width_mult)
+            for i in range(n):
+                stride, layer_rate = (s if i == 0 else 1), rate
+                if current_stride * stride > output_stride:
+                    rate, stride = rate * stride, 1
+                else:
+                    current_stride *= stride
+                residual = i > 0 and in_channels == out_channels
+                layers.append(InvertedResidual(in_channels, out_channels, stride, t, layer_rate, residual))
+                self.rates.append(layer_rate)
+                in_channels = out_channels
+        self.features = nn.Sequential(*layers)
+        self.out_channels = in_channels
+        self.low_level_channels = make_divisible(24 * width_mult)
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        low_level = self.features[: LOW_LEVEL_INDEX + 1](x)
+        return {"low_level": low_level, "out": self.features[LOW_LEVEL_INDEX + 1 :](low_level)}
+
+
+def _init_weights(module: nn.Module) -> None:
+    """torchvision's MobileNetV2 initialisation: He (fan_out) convs, BN to identity."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
