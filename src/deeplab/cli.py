@@ -206,3 +206,24 @@ def evaluate_cmd(weights, dataset, root, split, scales, fusion, flip, crf, preci
             click.echo(f"wrote {plot_trimap(runs, Path(outdir) / 'trimap_compare.png')}")
     except ValueError as err:
         raise click.ClickException(str(err))
+
+
+@main.command("models")
+@click.option("--size", default=513, show_default=True, help="Input side for the GFLOPs column.")
+def models_command(size: int) -> None:
+    """List the model presets with parameters and GFLOPs (counted analytically)."""
+    from deeplab.presets import presets_table
+
+    click.echo(presets_table(size))
+
+
+@main.command("info")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+def info_command(checkpoint: str) -> None:
+    """Show what a checkpoint holds: arch, config, classes, normalisation, extra keys."""
+    from deeplab.weights import describe_checkpoint
+
+    try:
+        click.echo(describe_checkpoint(checkpoint))
+    except ValueError as err:
+        raise click.ClickException(str(err))

@@ -43,6 +43,7 @@ class Preset:
     multi_grid: tuple[int, ...] | None = None
     head_channels: int = 256
     extra_blocks: int = 0
+    separable_decoder: bool = False
     paper_params: str | None = None
 
 
@@ -76,8 +77,8 @@ PRESETS: dict[str, Preset] = {
         head_channels=128),
     "deeplabv3plus-mobilenetv2": Preset(
         "mobilenetv2", "v3plus", 16, (6, 12, 18),
-        "v3+ decoder on MobileNetV2 stride-4 features; ASPP and decoder width 128 for CPU speed",
-        head_channels=128),
+        "v3+ decoder on MobileNetV2 stride-4 features; width 128 and separable decoder convs for CPU speed",
+        head_channels=128, separable_decoder=True),
 }
 
 RESNET_OVERRIDES = {"multi_grid", "aux", "torchvision_dilation"}
@@ -179,5 +180,29 @@ def _head(preset: Preset, config: dict[str, Any], backbone: nn.Module) -> nn.Mod
         return DeepLabV3Head(channels, num_classes, config["atrous_rates"], preset.head_channels)
     if preset.head == "v3plus":
         return DeepLabV3PlusHead(channels, backbone.low_level_channels, num_classes, config["atrous_rates"],
-                                 preset.head_channels)  # fmt: skip
+                                 preset.head_channels, separable=preset.separable_decoder)  # fmt: skip
     return classifier_conv(channels, num_classes)  # cascade: 1x1 to classes on block7
+
+
+def complexity(name: str, size: int = 513, **overrides: Any) -> tuple[int, float]:
+    """(parameter count, GFLOPs of one size x size forward) of a preset, counted on the meta device
+    without real compute (FlopCounterMode: a multiply-add counts as 2 FLOPs; convs and matmuls only)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = build_model(name, **overrides).eval()
+    params = sum(p.numel() for p in model.parameters())
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.empty(1, 3, size, size, device="meta"))
+    return params, counter.get_total_flops() / 1e9
+
+
+def presets_table(size: int = 513) -> str:
+    """The presets with parameters, GFLOPs at size x size and the paper's parameter figure."""
+    rows = [f"{'preset':<30} {'params':>8} {f'GFLOPs@{size}':>12} {'paper':>7}  reference"]
+    for name, preset in PRESETS.items():
+        params, gflops = complexity(name, size)
+        paper = preset.paper_params or "-"
+        rows.append(f"{name:<30} {params / 1e6:>7.1f}M {gflops:>12.1f} {paper:>7}  {preset.reference}")
+    return "\n".join(rows)

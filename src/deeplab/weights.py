@@ -14,7 +14,6 @@ import os
 import pickle
 import tempfile
 import warnings
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,14 +62,15 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
             raise CheckpointError(f"{path}: refusing to load, the file holds Python objects beyond "
                                   f"tensors and plain containers (read with weights_only=True)") from None  # fmt: skip
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_first_line(exc)})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure of the reader means an unreadable file
         raise CheckpointError(f"{path}: cannot read checkpoint, truncated or not a PyTorch file "
                               f"({_first_line(exc)})") from None  # fmt: skip
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
+    first = text[0].split(". ")[0] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -2,7 +2,8 @@
 
 State-dict keys, relative to ``model.classifier``: ``aspp.*`` (as ``heads.ASPP``), ``reduce.{0,1}``
 (1x1 conv + BN to 48 channels on the stride-4 features), ``fuse.{0,1,3,4}`` (two 3x3 convs + BN),
-``cls`` (1x1 to classes).
+``cls`` (1x1 to classes). With ``separable=True`` (v3+ Sec. 3.2, used by the MobileNetV2 preset) each
+3x3 conv is a depthwise 3x3 + BN + ReLU and a pointwise 1x1 + BN + ReLU: ``fuse.{0,1,3,4,6,7,9,10}``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from deeplab.models.heads import ASPP, classifier_conv, conv_bn_relu
+
+
+def separable_conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> list[nn.Module]:
+    """Depthwise conv + BN + ReLU, then pointwise 1x1 + BN + ReLU (an atrous separable conv at rate 1)."""
+    depthwise = nn.Conv2d(in_channels, in_channels, kernel_size, padding=kernel_size // 2, groups=in_channels, bias=False)
+    return [depthwise, nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True), *conv_bn_relu(in_channels, out_channels)]
 
 
 class DeepLabV3PlusHead(nn.Module):
@@ -26,13 +33,13 @@ class DeepLabV3PlusHead(nn.Module):
         atrous_rates: tuple[int, ...],
         channels: int = 256,
         low_level_reduced: int = 48,
+        separable: bool = False,
     ) -> None:
         super().__init__()
         self.aspp = ASPP(in_channels, atrous_rates, channels)
         self.reduce = nn.Sequential(*conv_bn_relu(low_level_channels, low_level_reduced))
-        self.fuse = nn.Sequential(
-            *conv_bn_relu(channels + low_level_reduced, channels, 3), *conv_bn_relu(channels, channels, 3)
-        )
+        block = separable_conv_bn_relu if separable else conv_bn_relu
+        self.fuse = nn.Sequential(*block(channels + low_level_reduced, channels, 3), *block(channels, channels, 3))
         self.cls = classifier_conv(channels, num_classes)
 
     def forward(self, x: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:

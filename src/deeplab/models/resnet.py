@@ -9,8 +9,8 @@ ImageNet checkpoint loads as is. The copies of block4 of DeepLab v3 "going deepe
 Atrous convolution (v2 Sec. 3.1, v3 Sec. 3.1): a stage whose stride would take the feature map
 below 1/output_stride keeps stride 1 and multiplies the atrous rate by that stride instead, so an
 H x W input gives a ceil(H/os) x ceil(W/os) map. Unit i of block4 and its copies uses
-``rate * multi_grid[i]`` (v3 Sec. 3.2); every other unit uses the stage rate, as in the papers'
-reference implementation. ``torchvision_dilation=True`` reproduces torchvision's variant instead,
+``rate * multi_grid[i]`` when the block is atrous (v3 Sec. 3.2; at output stride 32 block4 is a
+plain strided block); every other unit uses the stage rate, as in the papers' reference code. ``torchvision_dilation=True`` reproduces torchvision's variant instead,
 where the first unit of a dilated stage keeps the previous stage's rate (needed for its weights).
 """
 
@@ -88,11 +88,12 @@ class ResNet(nn.Module):
         inplanes, current_stride, rate = 64, 4, 1
         for index, (n, width) in enumerate(zip(units, planes)):
             stride, previous_rate = (1 if index == 0 else 2), rate
-            if current_stride * stride > output_stride:
+            atrous = current_stride * stride > output_stride
+            if atrous:
                 rate, stride = rate * stride, 1
             else:
                 current_stride *= stride
-            grid = multi_grid if (index >= 3 and multi_grid) else (1,) * n
+            grid = multi_grid if (index >= 3 and multi_grid and atrous) else (1,) * n
             rates = [rate * g for g in grid]
             if torchvision_dilation:
                 rates[0] = previous_rate * grid[0]
