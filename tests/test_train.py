@@ -137,3 +137,210 @@ def test_losses():
     msc = namedtuple("MultiScaleOutput", "fused per_scale")(logits, [logits, logits])
     assert segmentation_loss(msc, target) == pytest.approx(3 * ce.item())
     assert math.isfinite(segmentation_loss(logits, target).item())
+
+
+# -- the Trainer, end to end on the built-in shapes -------------------------------------------------
+
+from deeplab.config import load_config  # noqa: E402
+from deeplab.data import ShapesDataset  # noqa: E402
+from deeplab.train import NonFiniteLossError, Trainer  # noqa: E402
+
+SIZE = 64
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread is fastest, and never spins against other jobs on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _config(out, *overrides: str):
+    base = [
+        f"output={out}", "model.arch=deeplabv3-mobilenetv2", "model.options={width_mult: 0.25}",
+        "data.dataset=shapes", f"data.crop_size={SIZE - 16}", "data.num_workers=0", "data.scan_masks=false",
+        "data.val_split=null", "train.iterations=6", "train.batch_size=4", "train.lr=0.02",
+        "train.checkpoint_every=3", "train.val_every=3", "train.log_every=1",
+    ]  # fmt: skip
+    return load_config(None, base + list(overrides))
+
+
+def _shapes(n: int = 4, split: str = "train") -> ShapesDataset:
+    return ShapesDataset(split, n, size=SIZE)
+
+
+def _model(num_classes: int = 7, dropout: bool = True):
+    from deeplab.presets import build_model
+
+    torch.manual_seed(0)
+    model = build_model("deeplabv3-mobilenetv2", num_classes, width_mult=0.25)
+    for m in model.modules():
+        if isinstance(m, nn.Dropout) and not dropout:
+            m.p = 0.0
+    return model
+
+
+def _weights(path) -> dict:
+    from deeplab.weights import read_checkpoint
+
+    return read_checkpoint(path)["state_dict"]
+
+
+def test_resume_ends_with_the_same_weights(tmp_path):
+    full = Trainer(_config(tmp_path / "full"), train_set=_shapes(), model=_model(), progress=False)
+    full.fit()
+
+    cfg = _config(tmp_path / "stopped")
+    stopped = Trainer(cfg, train_set=_shapes(), model=_model(), progress=False)
+    step = stopped.step
+
+    def crash_at_5(batches):  # killed during iteration 5, after the checkpoint of iteration 3
+        if stopped.iteration == 4:
+            raise KeyboardInterrupt
+        return step(batches)
+
+    stopped.step = crash_at_5
+    with pytest.raises(KeyboardInterrupt):
+        stopped.fit()
+    resumed = Trainer(cfg, train_set=_shapes(), model=_model(), progress=False)
+    resumed.resume(tmp_path / "stopped" / "last.pt")
+    assert resumed.iteration == 3
+    resumed.fit()
+    a, b = _weights(tmp_path / "full" / "last.pt"), _weights(tmp_path / "stopped" / "last.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    log = (tmp_path / "stopped" / "log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in log[1:]] == ["1", "2", "3", "4", "5", "6"]
+    assert (tmp_path / "stopped" / "loss.png").is_file()
+
+
+def _ddp_worker(rank: int, world: int, out: str, port: int) -> None:
+    import os
+
+    from deeplab.distributed import cleanup, init_distributed
+
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    dist = init_distributed("cpu")
+    try:
+        cfg = _config(out, "train.bn_mode=frozen", "data.scale_range=[1, 1]", "train.iterations=4")
+        Trainer(cfg, train_set=_shapes(), model=_model(dropout=False), dist=dist, progress=False).fit()
+    finally:
+        cleanup()
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "ddp"), port), nprocs=2)
+    # frozen BN and no dropout: DDP's averaged gradients equal one process's on the global batch
+    # (crops of unscaled 64 px images: no ignore padding, so every micro-batch has equal weight)
+    cfg = _config(tmp_path / "one", "train.bn_mode=frozen", "data.scale_range=[1, 1]", "train.iterations=4")
+    Trainer(cfg, train_set=_shapes(), model=_model(dropout=False), progress=False).fit()
+    a, b = _weights(tmp_path / "ddp" / "last.pt"), _weights(tmp_path / "one" / "last.pt")
+    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-5
+    assert any(not torch.equal(a[k], _model().state_dict()[k]) for k in a)  # it did train
+
+
+def test_nan_loss_stops_with_last_good_checkpoint(tmp_path):
+    cfg = _config(tmp_path, "train.lr=1e30", "train.iterations=50", "train.checkpoint_every=50")
+    trainer = Trainer(cfg, train_set=_shapes(), model=_model(), progress=False)
+    with pytest.raises(NonFiniteLossError, match=r"loss is (nan|inf) at iteration \d+; stopped, last good state saved to .*last.pt"):
+        trainer.fit()
+    from deeplab.weights import read_checkpoint
+
+    ckpt = read_checkpoint(tmp_path / "last.pt")
+    assert ckpt["train_state"]["iteration"] == trainer.iteration < 50
+
+
+def test_bad_mask_value_stops_before_training(tmp_path):
+    from PIL import Image
+
+    from deeplab.data.shapes import write_dataset
+
+    root = write_dataset(tmp_path / "data", {"train": 3}, size=SIZE)
+    bad = root / "masks" / "train_00001.png"
+    mask = np.array(Image.open(bad))
+    mask[0, :3] = [9, 12, 9]
+    Image.fromarray(mask).save(bad)
+    cfg = _config(tmp_path / "run", "data.dataset=folder", f"data.root={root}", "data.train_split=train",
+                  "data.scan_masks=true")  # fmt: skip
+    with pytest.raises(ValueError, match=r"train_00001.png.*\[9, 12\]"):
+        Trainer(cfg, model=_model(), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_model_and_empty_split_errors(tmp_path):
+    cfg = _config(tmp_path, "model.options={width_mult: 0.25}", "train.precision=fp16")
+    with pytest.raises(ValueError, match="fp16 needs a GPU"):
+        Trainer(cfg, train_set=_shapes(), model=_model(), progress=False)
+    with pytest.raises(ValueError, match="empty"):
+        Trainer(_config(tmp_path), train_set=[], model=_model(), progress=False)
+    with pytest.raises(ValueError, match="no training state"):
+        from deeplab.weights import save_checkpoint
+
+        save_checkpoint(tmp_path / "plain.pt", _model())
+        Trainer(_config(tmp_path), train_set=_shapes(), model=_model(), progress=False).resume(tmp_path / "plain.pt")
+
+
+@pytest.mark.slow
+def test_tiny_model_overfits_a_few_images(tmp_path):
+    import time
+
+    cfg = _config(tmp_path, "model.arch=deeplabv3plus-mobilenetv2", "model.options={width_mult: 0.5}",
+                  f"data.crop_size={SIZE}", "data.scale_range=[1, 1]", "data.flip=false",
+                  "train.iterations=240", "train.lr=0.1", "train.val_every=240", "train.checkpoint_every=240",
+                  "train.log_every=10")  # fmt: skip
+    start = time.perf_counter()
+    result = Trainer(cfg, train_set=_shapes(2), val_set=_shapes(2), progress=False).fit()
+    assert time.perf_counter() - start < 60
+    assert result.best_miou > 0.9, result
+    assert (tmp_path / "best.pt").is_file() and (tmp_path / "miou.png").is_file()
+
+
+def test_cli_train_then_evaluate(tmp_path):
+    from click.testing import CliRunner
+
+    from deeplab.cli import main
+
+    runner = CliRunner()
+    args = ["train", "--config", "configs/shapes.yaml", "--output", str(tmp_path / "run"), "--quiet",
+            "model.options={width_mult: 0.25}", "data.crop_size=48", "data.num_workers=0", "data.options={size: 64}",
+            "data.val_options={num_images: 2}", "train.batch_size=2", "train.iterations=2"]  # fmt: skip
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "trained 2 iterations" in result.output and (tmp_path / "run" / "best.pt").is_file()
+
+    result = runner.invoke(main, args[:5] + ["train.iteratons=3"])
+    assert result.exit_code == 1
+    assert "Error: override 'train.iteratons=3': unknown config key 'train.iteratons' (did you mean 'train.iterations'?)" in result.output
+    assert "Traceback" not in result.output
+
+    out = tmp_path / "eval"
+    ev = ["evaluate", "--weights", str(tmp_path / "run" / "best.pt"), "--dataset", "shapes", "--max-images", "2",
+          "--output", str(out)]  # fmt: skip
+    result = runner.invoke(main, ev)
+    assert result.exit_code == 0, result.output
+    assert "miou" in result.output and (out / "result.json").is_file() and (out / "trimap.png").is_file()
+    result = runner.invoke(main, ev[:-1] + [str(tmp_path / "flip"), "--flip", "--label", "flip",
+                                            "--compare", str(out / "result.json")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "flip" / "trimap_compare.png").is_file()
+    result = runner.invoke(main, ["evaluate", "--weights", str(tmp_path / "nope.pt"), "--dataset", "shapes"])
+    assert result.exit_code == 1 and "nope.pt" in result.output and "Traceback" not in result.output
+
+
+def test_benchmark_iterations_path():
+    from deeplab.timing import time_iterations
+
+    cfg = _config("unused", "data.crop_size=33")
+    r = time_iterations(cfg, iterations=1)
+    assert r["seconds_per_iteration"] > 0 and r["batch_size"] == 4 and r["crop_size"] == 33

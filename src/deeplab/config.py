@@ -53,7 +53,7 @@ class DataConfig:
 
     Attributes:
         dataset: voc, voc_aug, cityscapes, ade20k, folder or shapes (built in, no download).
-        root: directory holding the data set (unused by shapes).
+        root: directory holding the data set (null for shapes, which reads nothing).
         train_split: split to train on, e.g. "train_aug" (VOC + SBD) or "train".
         val_split: split validated on every train.val_every iterations; null = no validation.
         crop_size: side of the square random training crop (513 for VOC, 769 for Cityscapes).
@@ -67,7 +67,7 @@ class DataConfig:
     """
 
     dataset: str = "voc_aug"
-    root: str = "data/VOCdevkit"
+    root: str | None = "data/VOCdevkit"
     train_split: str = "train_aug"
     val_split: str | None = "val"
     crop_size: int = 513
@@ -260,6 +260,11 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
         return [_coerce(v, args[0], key, source) for v in value]
+    if hint is float and isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     ok = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),

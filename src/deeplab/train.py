@@ -117,7 +117,7 @@ class Trainer:
         return build_dataset(d.dataset, d.root, split, **{**d.options, **extra})
 
     def _build_model(self) -> nn.Module:
-        from deeplab import build_model
+        from deeplab.presets import build_model
 
         m = self.cfg.model
         kwargs = {k: getattr(m, k) for k in ("output_stride", "multi_grid", "atrous_rates") if getattr(m, k) is not None}
@@ -147,7 +147,7 @@ class Trainer:
         t, d = self.cfg.train, self.dist
         net = model
         if self.cfg.model.train_scales:
-            from deeplab import MultiScale
+            from deeplab.models import MultiScale
 
             net = MultiScale(model, scales=tuple(self.cfg.model.train_scales), fusion=self.cfg.model.fusion)
         if d.enabled:
