@@ -117,7 +117,7 @@ def test_loading_never_runs_code_from_the_file(tmp_path, capsys):
 
 def test_backbone_weights_of_the_wrong_network_are_refused(tmp_path, small_model):
     torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, tmp_path / "resnet.pth")
-    with pytest.raises(CheckpointError, match="not weights for a MobileNetV2 backbone: missing keys: features.0.0.weight"):
+    with pytest.raises(CheckpointError, match="not weights for a MobileNetV2 backbone: missing: features.0.0.weight"):
         load_backbone_weights(small_model, tmp_path / "resnet.pth")
 
 

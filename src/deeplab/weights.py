@@ -102,7 +102,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> 
         raise
 
 
-def interpret_checkpoint(obj: Any, path: str | os.PathLike) -> tuple[str, dict[str, Any], dict[str, torch.Tensor], dict]:
+def interpret_checkpoint(obj: Any, path: str | os.PathLike) -> tuple[str, dict, dict[str, torch.Tensor], dict]:
     """(arch, config, state_dict, meta fields) of a loaded checkpoint; CheckpointError for unknown formats."""
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         missing = [k for k in ("arch", "config", "state_dict") if k not in obj]
@@ -110,12 +110,13 @@ def interpret_checkpoint(obj: Any, path: str | os.PathLike) -> tuple[str, dict[s
             raise CheckpointError(f"{path}: deeplab checkpoint without {', '.join(missing)}")
         fields = {k: obj[k] for k in ("classes", "palette", "mean", "std") if k in obj}
         return obj["arch"], dict(obj["config"]), obj["state_dict"], fields
-    if isinstance(obj, dict) and "classifier.0.convs.0.0.weight" in obj and "backbone.layer4.0.conv1.weight" in obj:
-        return (*torchvision_config(obj, path), obj, {})
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: not a checkpoint, it holds a {type(obj).__name__}")
+    if "classifier.0.convs.0.0.weight" in obj and "backbone.layer4.0.conv1.weight" in obj:
+        return (*torchvision_config(obj, path), obj, {})
     keys = ", ".join(map(str, list(obj)[:5])) or "none"
-    hint = "; it looks like backbone weights (use pretrained_backbone=)" if "conv1.weight" in obj or "features.0.0.weight" in obj else ""
+    backbone_like = "conv1.weight" in obj or "features.0.0.weight" in obj or "features.0.weight" in obj
+    hint = "; it looks like ImageNet backbone weights (use pretrained_backbone=)" if backbone_like else ""
     raise CheckpointError(f"{path}: unknown checkpoint format, first keys: {keys}{hint}")
 
 
@@ -124,7 +125,7 @@ def torchvision_config(state: dict[str, torch.Tensor], path: str | os.PathLike) 
     units = {k.split(".")[2] for k in state if k.startswith("backbone.layer3.")}
     depth = {6: 50, 23: 101}.get(len(units))
     if depth is None or "classifier.4.weight" not in state:
-        raise CheckpointError(f"{path}: torchvision DeepLabV3 state dict with an unknown backbone ({len(units)} layer3 units)")
+        raise CheckpointError(f"{path}: torchvision DeepLabV3 state dict with {len(units)} layer3 units (not 6 or 23)")
     config = {
         "num_classes": int(state["classifier.4.weight"].shape[0]), "output_stride": 8,
         "atrous_rates": (12, 24, 36), "multi_grid": None,
@@ -167,23 +168,32 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.
     file lacks, are left freshly initialised with a warning; any other mismatch is a CheckpointError."""
     own = model.state_dict()
     num_classes = model.meta.config["num_classes"]
-    reinit = sorted({k.rsplit(".", 1)[0] for k, v in state.items()
-                     if k in own and v.shape != own[k].shape and own[k].shape[:1] == (num_classes,)})  # fmt: skip
-    wrong = [k for k, v in state.items() if k in own and v.shape != own[k].shape and k.rsplit(".", 1)[0] not in reinit]
-    unexpected = [k for k in state if k not in own and not (k.startswith("aux_classifier.") and model.aux_classifier is None)]
-    missing = [k for k in own if k not in state]
-    fresh_aux = [k for k in missing if k.startswith("aux_classifier.")]
-    missing = [k for k in missing if k not in fresh_aux]
-    if wrong or unexpected or missing:
-        problems = [f"{name}: {', '.join(keys[:3])}" for name, keys in
-                    (("shape mismatch", wrong), ("unexpected keys", unexpected), ("missing keys", missing)) if keys]  # fmt: skip
-        raise CheckpointError(f"{path}: weights do not fit {model.meta.arch}: {'; '.join(problems)}")
+    differ = [k for k, v in state.items() if k in own and v.shape != own[k].shape]
+    reinit = sorted({_layer(k) for k in differ if own[k].shape[:1] == (num_classes,)})
+    wrong = [k for k in differ if _layer(k) not in reinit]
+    dropped_aux = model.aux_classifier is None
+    unexpected = [k for k in state if k not in own and not (dropped_aux and k.startswith("aux_classifier."))]
+    fresh_aux = [k for k in own if k not in state and k.startswith("aux_classifier.")]
+    missing = [k for k in own if k not in state and k not in fresh_aux]
+    problems = _key_problems(missing=missing, unexpected=unexpected, shape_mismatch=wrong)
+    if problems:
+        raise CheckpointError(f"{path}: weights do not fit {model.meta.arch}: {problems}")
     if reinit:
         warnings.warn(f"{path}: num_classes is {num_classes}, re-initialised classifier layers {', '.join(reinit)}",
                       stacklevel=3)  # fmt: skip
     if fresh_aux:
         warnings.warn(f"{path}: no aux_classifier weights in the file, the aux head is freshly initialised", stacklevel=3)
-    model.load_state_dict({k: v for k, v in state.items() if k in own and k.rsplit(".", 1)[0] not in reinit}, strict=False)
+    model.load_state_dict({k: v for k, v in state.items() if k in own and _layer(k) not in reinit}, strict=False)
+
+
+def _layer(key: str) -> str:
+    """The module name of a state-dict key ("classifier.4.weight" -> "classifier.4")."""
+    return key.rsplit(".", 1)[0]
+
+
+def _key_problems(**keys: list[str]) -> str:
+    """'missing: a, b, c; unexpected: d' for the non-empty key lists (first three of each)."""
+    return "; ".join(f"{name.replace('_', ' ')}: {', '.join(found[:3])}" for name, found in keys.items() if found)
 
 
 def load_backbone_weights(model: nn.Module, path: str | os.PathLike) -> None:
@@ -195,13 +205,13 @@ def load_backbone_weights(model: nn.Module, path: str | os.PathLike) -> None:
     backbone = unwrap(model).backbone
     state = {k: v for k, v in state.items() if not k.startswith(backbone.pretrained_ignore)}
     own = backbone.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
-    if missing or unexpected or wrong:
-        problems = [f"{name}: {', '.join(keys[:3])}" for name, keys in
-                    (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", wrong)) if keys]  # fmt: skip
-        raise CheckpointError(f"{path}: not weights for a {type(backbone).__name__} backbone: {'; '.join(problems)}")
+    problems = _key_problems(
+        missing=[k for k in own if k not in state],
+        unexpected=[k for k in state if k not in own],
+        shape_mismatch=[k for k in state if k in own and state[k].shape != own[k].shape],
+    )
+    if problems:
+        raise CheckpointError(f"{path}: not weights for a {type(backbone).__name__} backbone: {problems}")
     backbone.load_state_dict(state)
 
 
@@ -209,16 +219,18 @@ def describe_checkpoint(path: str | os.PathLike) -> str:
     """A human-readable summary of what a checkpoint file holds."""
     obj = read_checkpoint(path)
     arch, config, state, fields = interpret_checkpoint(obj, path)
-    kind = "deeplab checkpoint" if "classes" in fields else "torchvision DeepLabV3 state dict"
+    own_format = obj.get("format") == FORMAT
+    kind = "deeplab checkpoint" if own_format else "torchvision DeepLabV3 state dict"
     params = sum(v.numel() for k, v in state.items() if v.is_floating_point() and "running_" not in k)
-    meta = asdict(default_meta(arch, config)) | {k: v for k, v in fields.items()}
+    meta = asdict(default_meta(arch, config)) | fields
     lines = [f"file:     {path}", f"format:   {kind}", f"arch:     {arch}",
              f"config:   {', '.join(f'{k}={v}' for k, v in config.items())}",
              f"weights:  {len(state)} tensors, {params / 1e6:.2f}M parameters",
              f"classes:  {len(meta['classes'])}: {', '.join(meta['classes'][:25])}"
              + (" ..." if len(meta["classes"]) > 25 else ""),
              f"mean/std: {tuple(meta['mean'])} / {tuple(meta['std'])}"]  # fmt: skip
-    extra = [k for k in obj if k not in {"format", "version", "arch", "config", "state_dict", *fields}] if kind.startswith("deeplab") else []
+    known = {"format", "version", "arch", "config", "state_dict", *fields}
+    extra = [k for k in obj if k not in known] if own_format else []
     if extra:
         lines.append(f"extra:    {', '.join(extra)}")
     return "\n".join(lines)
