@@ -344,3 +344,39 @@ def test_benchmark_iterations_path():
     cfg = _config("unused", "data.crop_size=33")
     r = time_iterations(cfg, iterations=1)
     assert r["seconds_per_iteration"] > 0 and r["batch_size"] == 4 and r["crop_size"] == 33
+
+
+def test_msc_training_saves_the_inner_model(tmp_path):
+    cfg = _config(tmp_path, "model.train_scales=[1.0, 0.5]", "model.fusion=max", "train.iterations=2",
+                  "train.head_lr_mult=10")  # fmt: skip
+    trainer = Trainer(cfg, train_set=_shapes(), progress=False)
+    assert type(trainer.net).__name__ == "MultiScale"
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([0.02, 0.2])
+    trainer.fit()
+    assert _weights(tmp_path / "last.pt").keys() == trainer.model.state_dict().keys()
+
+
+def test_aux_loss_and_bf16(tmp_path):
+    cfg = _config(tmp_path, "model.arch=deeplabv3-resnet50", "model.options={}", "model.aux=true",
+                  "data.crop_size=33", "train.batch_size=2", "train.iterations=1", "train.precision=bf16",
+                  "train.bn_mode=frozen")  # fmt: skip
+    trainer = Trainer(cfg, train_set=_shapes(2), progress=False)
+    aux = trainer.model.aux_classifier
+    before = [p.detach().clone() for p in aux.parameters()]
+    trainer.fit()
+    assert any(not torch.equal(a, p) for a, p in zip(before, aux.parameters()))  # the aux head learned
+
+
+def test_backbone_weights_from_torchvision(tmp_path):
+    from tv import import_torchvision
+
+    tv = import_torchvision()
+    if tv is None:
+        pytest.skip("torchvision cannot be imported here")
+    path = tmp_path / "mobilenet_v2.pth"
+    torch.save(tv.models.mobilenet_v2(width_mult=0.25).state_dict(), path)
+    cfg = _config(tmp_path, "train.iterations=1", f"train.backbone_weights={path}")
+    trainer = Trainer(cfg, train_set=_shapes(), progress=False)
+    expected = torch.load(path, weights_only=True)["features.0.0.weight"]
+    first_conv = next(p for n, p in trainer.model.backbone.named_parameters() if p.dim() == 4)
+    assert torch.equal(first_conv.detach(), expected)
