@@ -150,7 +150,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             rows = speed(args.threads, args.repeats, Path(tmp))
         print(f"\nSpeed at {SIZE}x{SIZE}, {args.threads} threads, median of {args.repeats} runs "
-              f"(bf16: {'native AVX512-BF16/AMX' if _has_bf16() else 'no native bf16'})")  # fmt: skip
+              f"(CPU bf16 support: {'AVX512-BF16 or AMX present' if _has_bf16() else 'none'})")  # fmt: skip
         print(f"{'path':44s} {'time (s)':>9s} {'speed-up':>9s} {'labels = tv':>12s}")
         for name, seconds, ratio, agree in rows:
             print(f"{name:44s} {seconds:9.3f} {ratio:8.2f}x {100 * agree:11.3f}%")

@@ -113,3 +113,13 @@ def test_predict_and_export_with_a_real_checkpoint(images, tmp_path):
 def test_missing_checkpoint_is_a_one_line_error(images, tmp_path):
     result = _run("predict", "--weights", tmp_path / "nope.pt", images, "-o", tmp_path / "o")
     assert result.exit_code != 0 and "nope.pt" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_predict_with_crf(images, tmp_path, tiny_weights):
+    pytest.importorskip("deeplab.crf")
+    result = _run("predict", "--weights", "w.pt", images / "a.png", "-o", tmp_path / "o", "--crf",
+                  "--save-probs")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    probs = np.load(tmp_path / "o" / "a_probs.npy")
+    assert probs.shape == (4, 40, 56) and np.allclose(probs.sum(0), 1, atol=1e-4)

@@ -232,3 +232,10 @@ def test_real_model_fast_path_agrees_with_plain():
     fast = Segmenter(model, **kw)(image)
     np.testing.assert_allclose(fast.probs, plain.probs, atol=1e-4)
     assert (fast.labels == plain.labels).mean() > 0.999
+
+
+@pytest.mark.slow
+def test_compiled_model_equals_plain(model, image):
+    plain = Segmenter(model, optimize=False)(image)
+    compiled = Segmenter(model, compile=True)(image)
+    np.testing.assert_allclose(compiled.probs, plain.probs, atol=1e-4)
