@@ -10,12 +10,13 @@ normalisation, the pixel's own contribution kept). K_k are permutohedral-lattice
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import lattice as lat
-from ._jit import jit, prange
+from ._jit import get_num_threads, jit
 
 PROB_FLOOR = 1e-5  # pydensecrf's unary_from_softmax clip
 SUM_TOLERANCE = 1e-3  # how far a pixel's probabilities may sum from 1
@@ -57,98 +58,118 @@ class DenseCRF:
 
     def __call__(self, image: np.ndarray, probs: np.ndarray, from_logits: bool = False) -> np.ndarray:
         """Refine ``probs`` (or logits, with ``from_logits=True``) CxHxW on ``image`` HxWx3."""
+        workers = get_num_threads()
+        if workers <= 1:
+            return self._run(image, probs, from_logits)
+        with ThreadPoolExecutor(workers) as pool:
+            return self._run(image, probs, from_logits, pool, workers)
+
+    def batch(self, images, probs_list, from_logits: bool = False) -> list[np.ndarray]:
+        """Refine several images, one per thread (numba's thread count: ``numba.set_num_threads``)."""
+        if len(images) != len(probs_list):
+            raise ValueError(f"{len(images)} images but {len(probs_list)} probability maps")
+        workers = min(len(images), get_num_threads())
+        if workers <= 1:
+            return [self._run(image, probs, from_logits) for image, probs in zip(images, probs_list)]
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(lambda pair: self._run(*pair, from_logits), zip(images, probs_list)))
+
+    def _run(self, image, probs, from_logits: bool, pool: ThreadPoolExecutor | None = None,
+             workers: int = 1) -> np.ndarray:  # fmt: skip
+        """One image; ``pool`` (if given) runs the two kernels at once, and ``workers`` slices of the update."""
         probs = as_probs(probs, from_logits)
         c, h, w = probs.shape
         image = as_rgb(image)
         if image.shape[:2] != (h, w):
             raise ValueError(f"image is {image.shape[0]}x{image.shape[1]} but probs are {c}x{h}x{w} (C x H x W)")
-        unary = -np.log(np.clip(probs.reshape(c, h * w).T, np.float32(PROB_FLOOR), np.float32(1.0)))
+        unary = np.ascontiguousarray(-np.log(np.clip(probs.reshape(c, h * w).T, PROB_FLOOR, 1.0)), np.float32)
         q = np.empty_like(unary)
-        _softmax(q, -unary)
-        kernels = [k for k in self._kernels(image) if k is not None] if self.iterations else []
-        q = mean_field(unary, q, kernels, self.iterations)
+        _update(q, -unary, *_NO_KERNEL, *_NO_KERNEL, 0, h * w)
+        if self.iterations:
+            kernels = [k for k in _map(pool, lambda f: f(), self._kernel_makers(image)) if k is not None]
+            mean_field(-unary, q, kernels, self.iterations, pool, workers)
         return np.ascontiguousarray(q.T).reshape(c, h, w)
 
-    def batch(self, images, probs_list, from_logits: bool = False) -> list[np.ndarray]:
-        """Refine several images in turn (each uses every numba thread)."""
-        if len(images) != len(probs_list):
-            raise ValueError(f"{len(images)} images but {len(probs_list)} probability maps")
-        return [self(image, probs, from_logits) for image, probs in zip(images, probs_list)]
-
-    def _kernels(self, image: np.ndarray) -> list[_Kernel | None]:
+    def _kernel_makers(self, image: np.ndarray) -> list:
+        """Functions building the Gaussian (w2) and bilateral (w1) kernels; a zero weight gives None."""
         h, w = image.shape[:2]
         ys, xs = np.indices((h, w), dtype=np.float32).reshape(2, -1)
-        gaussian = bilateral = None
-        if self.w2 > 0:
+
+        def gaussian() -> _Kernel | None:
             gamma = np.float32(self.theta_gamma)
-            gaussian = make_kernel(np.stack([xs / gamma, ys / gamma], 1), self.w2)
-        if self.w1 > 0:
+            return make_kernel(np.stack([xs / gamma, ys / gamma], 1), self.w2) if self.w2 else None
+
+        def bilateral() -> _Kernel | None:
+            if not self.w1:
+                return None
             alpha, beta = np.float32(self.theta_alpha), np.float32(self.theta_beta)
             rgb = image.reshape(-1, 3).astype(np.float32) / beta
-            bilateral = make_kernel(np.concatenate([np.stack([xs / alpha, ys / alpha], 1), rgb], 1), self.w1)
+            return make_kernel(np.concatenate([np.stack([xs / alpha, ys / alpha], 1), rgb], 1), self.w1)
+
         return [gaussian, bilateral]
+
+
+def _map(pool: ThreadPoolExecutor | None, fn, items) -> list:
+    """map on the pool's threads, or in this thread without one."""
+    return list(pool.map(fn, items) if pool is not None else map(fn, items))
 
 
 def make_kernel(features: np.ndarray, weight: float) -> _Kernel:
     """Build the lattice of ``features`` (N x d) and its symmetric normalisation n = 1/sqrt(K1)."""
     lattice = lat.build(features)
     ones = np.ones((features.shape[0], 1), np.float32)
-    norm = 1.0 / np.sqrt(lat.filter_(lattice, ones)[:, 0] + np.float32(1e-20))
+    norm = np.float32(1.0) / np.sqrt(lat.filter_(lattice, ones)[:, 0] + np.float32(1e-20))
     splat_weights = lattice.weights * norm[:, None]
     slice_weights = lattice.weights * (lattice.alpha * np.float32(weight) * norm)[:, None]
-    return _Kernel(lattice, splat_weights.astype(np.float32), slice_weights.astype(np.float32))
+    return _Kernel(lattice, splat_weights, slice_weights)
 
 
-def mean_field(unary: np.ndarray, q: np.ndarray, kernels: list[_Kernel], iterations: int) -> np.ndarray:
-    """``iterations`` mean-field updates of Q (N x C) from Q0 ``q``; returns the last Q."""
+def mean_field(energy: np.ndarray, q: np.ndarray, kernels: list[_Kernel], iterations: int,
+               pool: ThreadPoolExecutor | None = None, parts: int = 1) -> np.ndarray:  # fmt: skip
+    """``iterations`` updates Q = softmax(energy + sum_k w_k n_k K_k(n_k Q)) of ``q`` (N x C) in place.
+
+    With a pool, the kernels' splat and blur run at once, then ``parts`` slices of the update.
+    """
     if not kernels:
         return q
-    c = unary.shape[1]
-    shapes = [(k.lattice.num_vertices + 1, c) for k in kernels]
-    buffers = [(np.empty(shape, np.float32), np.empty(shape, np.float32)) for shape in shapes]
-    energy = -unary
-    acc = np.empty_like(unary)
+    n, c = q.shape
+    scratch = [lat.buffers(k.lattice, c) for k in kernels]
+    first, last = kernels[0], kernels[-1]
+    bounds = [(i * n // parts, (i + 1) * n // parts) for i in range(parts)]
+
+    def smooth(i: int) -> np.ndarray:
+        kernel, (values, spare) = kernels[i], scratch[i]
+        lat.splat(values, kernel.lattice.offsets, kernel.splat_weights, q)
+        return lat.blur(values, spare, kernel.lattice.neighbours)
+
     for _ in range(iterations):
-        base = energy
-        for i, (kernel, (values, scratch)) in enumerate(zip(kernels, buffers)):
-            lattice = kernel.lattice
-            lat.splat(values, lattice.starts, lattice.entries, kernel.splat_weights, q)
-            lat.blur(values, scratch, lattice.neighbours)
-            if i == len(kernels) - 1:
-                _slice_softmax(q, base, values, lattice.offsets, kernel.slice_weights)
-            else:
-                _slice_add(acc, base, values, lattice.offsets, kernel.slice_weights)
-                base = acc
+        values = _map(pool, smooth, range(len(kernels)))
+        a = (values[0], first.lattice.offsets, first.slice_weights)
+        b = (values[-1], last.lattice.offsets, last.slice_weights) if len(kernels) == 2 else _NO_KERNEL
+        _map(pool, lambda span: _update(q, energy, *a, *b, *span), bounds)
     return q
 
 
-@jit(parallel=True)
-def _slice_add(out, base, values, offsets, slice_weights):  # pragma: no cover - compiled
-    """out[p] = base[p] + sum_j slice_weights[p, j] * values[offsets[p, j]]."""
-    n, d1 = offsets.shape
-    c = values.shape[1]
-    for p in prange(n):
-        acc = base[p].copy()
-        for j in range(d1):
-            w = slice_weights[p, j]
-            o = offsets[p, j]
-            for ch in range(c):
-                acc[ch] += w * values[o, ch]
-        out[p] = acc
+_NO_KERNEL = (np.zeros((1, 1), np.float32), np.zeros((1, 0), np.int32), np.zeros((1, 0), np.float32))
 
 
-@jit(parallel=True)
-def _slice_softmax(q, base, values, offsets, slice_weights):  # pragma: no cover - compiled
-    """q[p] = softmax(base[p] + sum_j slice_weights[p, j] * values[offsets[p, j]])."""
-    n, d1 = offsets.shape
-    c = values.shape[1]
-    for p in prange(n):
-        acc = base[p].copy()
-        for j in range(d1):
-            w = slice_weights[p, j]
-            o = offsets[p, j]
+@jit()
+def _update(q, energy, values_a, offsets_a, weights_a, values_b, offsets_b, weights_b, lo, hi):  # pragma: no cover
+    """q[p] = softmax(energy[p] + slice_a[p] + slice_b[p]) for lo <= p < hi (a kernel with 0 corners adds 0)."""
+    c = q.shape[1]
+    acc = np.empty(c, np.float32)
+    for p in range(lo, hi):
+        acc[:] = energy[p]
+        for j in range(offsets_a.shape[1]):
+            w = weights_a[p, j]
+            o = offsets_a[p, j]
             for ch in range(c):
-                acc[ch] += w * values[o, ch]
+                acc[ch] += w * values_a[o, ch]
+        for j in range(offsets_b.shape[1]):
+            w = weights_b[p, j]
+            o = offsets_b[p, j]
+            for ch in range(c):
+                acc[ch] += w * values_b[o, ch]
         _softmax_row(q[p], acc)
 
 
@@ -164,13 +185,6 @@ def _softmax_row(out, x):  # pragma: no cover - compiled
         out[ch] /= total
 
 
-@jit(parallel=True)
-def _softmax(out, x):  # pragma: no cover - compiled
-    """Row-wise softmax of x (N x C) into out."""
-    for p in prange(x.shape[0]):
-        _softmax_row(out[p], x[p])
-
-
 def as_probs(probs: np.ndarray, from_logits: bool = False) -> np.ndarray:
     """Check CxHxW probabilities (or convert logits with a softmax) -> float32 C-contiguous."""
     probs = np.asarray(probs)
@@ -184,7 +198,7 @@ def as_probs(probs: np.ndarray, from_logits: bool = False) -> np.ndarray:
     if from_logits:
         c, h, w = probs.shape
         out = np.empty((h * w, c), np.float32)
-        _softmax(out, np.ascontiguousarray(probs.reshape(c, -1).T))
+        _update(out, np.ascontiguousarray(probs.reshape(c, -1).T), *_NO_KERNEL, *_NO_KERNEL, 0, h * w)
         return np.ascontiguousarray(out.T).reshape(c, h, w)
     lowest, sums = probs.min(), probs.sum(0)
     worst = float(np.abs(sums - 1).max())

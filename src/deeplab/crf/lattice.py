@@ -6,8 +6,8 @@ Filtering = splat onto the vertices, blur with [1 2 1]/2 along each of the d+1 l
 directions in turn, slice back with the same weights times alpha = 1/(1+2^-d). All arithmetic is
 float32, like the C++ code, so the result matches pydensecrf to rounding.
 
-The splat is done as a gather (each vertex sums its pixels, in pixel order), so splat, blur and
-slice all run in parallel (numba prange) without atomics. Compiled with numba, cached on disk.
+The kernels are serial and release the GIL (numba nogil, cached on disk): the CRF runs its two
+kernels, or several images, on threads of its own.
 """
 
 from __future__ import annotations
@@ -17,25 +17,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._jit import jit, prange
-
-_EMPTY = -1
+from ._jit import jit
 
 
 @dataclass(frozen=True)
 class Lattice:
-    """A built lattice: N pixels, M vertices, feature dimension d."""
+    """A built lattice over N points with d features and M vertices."""
 
-    offsets: np.ndarray  # (N, d+1) int32: vertex of each simplex corner
-    weights: np.ndarray  # (N, d+1) float32: barycentric weights
-    starts: np.ndarray  # (M+1,) int32: CSR of the splat, vertex -> its (pixel, corner) entries
-    entries: np.ndarray  # (N*(d+1),) int32: pixel*(d+1) + corner, in pixel order per vertex
-    neighbours: np.ndarray  # (d+1, M, 2) int32: the blur neighbours along each direction, M = none
+    offsets: np.ndarray  # (N, d+1) int32: the vertex of each corner of the point's simplex
+    weights: np.ndarray  # (N, d+1) float32: the barycentric weights of those corners
+    neighbours: np.ndarray  # (d+1, M, 2) int32: blur neighbours along each direction; M = none
 
     @property
     def num_vertices(self) -> int:
-        """M, the number of lattice vertices that some pixel touches."""
-        return self.starts.shape[0] - 1
+        """M, the number of lattice vertices that some point touches."""
+        return self.neighbours.shape[1]
 
     @property
     def alpha(self) -> np.float32:
@@ -44,36 +40,54 @@ class Lattice:
         return np.float32(1.0) / (np.float32(1.0) + np.float32(2.0) ** np.float32(-d))
 
 
+KEY_LIMIT = 32000  # lattice coordinates are int16, as in the C++ code
+
+
 def scale_factors(d: int) -> np.ndarray:
     """The diagonal of E (Adams et al. p.5) times the expected std sqrt(2/3)(d+1), in float32."""
     inv_std_dev = float(np.float32(math.sqrt(2.0 / 3.0) * (d + 1)))
     return np.array([1.0 / math.sqrt((i + 2) * (i + 1)) * inv_std_dev for i in range(d)], np.float32)
 
 
-@jit(parallel=True)
+def build(features: np.ndarray) -> Lattice:
+    """Build the lattice of ``features`` (N x d, already divided by the kernel's thetas)."""
+    features = np.ascontiguousarray(features, dtype=np.float32)
+    n, d = features.shape
+    scale = scale_factors(d)
+    reach = np.abs(features).max(0) * scale if n else scale * 0
+    if reach.sum() + d * reach.max(initial=0) + d + 1 >= KEY_LIMIT:
+        raise ValueError("features too large for the lattice's 16-bit coordinates: use larger thetas or a smaller image")
+    keys, weights = _simplices(features, scale)
+    ids, unique, table = _insert(keys.reshape(n * (d + 1), d))
+    return Lattice(ids.reshape(n, d + 1), weights, _neighbours(unique, table))
+
+
+@jit()
 def _simplices(features, scale):  # pragma: no cover - compiled
-    """Per pixel: the d+1 vertex keys (N, d+1, d) int16 and barycentric weights (N, d+1)."""
+    """Per point: the d+1 vertex keys (N, d+1, d) int16 and barycentric weights (N, d+1)."""
     n, d = features.shape
     keys = np.empty((n, d + 1, d), np.int16)
-    bary_out = np.empty((n, d + 1), np.float32)
+    weights = np.empty((n, d + 1), np.float32)
     down = np.float32(1.0) / np.float32(d + 1)
     up = np.float32(d + 1)
-    for p in prange(n):
-        elevated = np.empty(d + 1, np.float32)
-        rem0 = np.empty(d + 1, np.float32)
-        rank = np.zeros(d + 1, np.int64)
-        bary = np.zeros(d + 2, np.float32)
+    elevated = np.empty(d + 1, np.float32)
+    rem0 = np.empty(d + 1, np.float32)
+    rank = np.empty(d + 1, np.int64)
+    bary = np.empty(d + 2, np.float32)
+    for p in range(n):
         sm = np.float32(0.0)
         for j in range(d, 0, -1):
             cf = features[p, j - 1] * scale[j - 1]
             elevated[j] = sm - np.float32(j) * cf
             sm += cf
         elevated[0] = sm
+        # the nearest remainder-0 point, then the rank of each coordinate's offset from it
         total = 0
         for i in range(d + 1):
             v = np.rint(down * elevated[i])
             rem0[i] = v * up
             total += np.int64(v)
+            rank[i] = 0
         for i in range(d):
             di = elevated[i] - rem0[i]
             for j in range(i + 1, d + 1):
@@ -81,7 +95,7 @@ def _simplices(features, scale):  # pragma: no cover - compiled
                     rank[i] += 1
                 else:
                     rank[j] += 1
-        for i in range(d + 1):
+        for i in range(d + 1):  # back onto the plane sum(x) = 0
             rank[i] += total
             if rank[i] < 0:
                 rank[i] += d + 1
@@ -89,90 +103,98 @@ def _simplices(features, scale):  # pragma: no cover - compiled
             elif rank[i] > d:
                 rank[i] -= d + 1
                 rem0[i] -= up
-        for i in range(d + 1):
+        bary[:] = 0.0
+        for i in range(d + 1):  # barycentric weights (Adams et al. p.10)
             v = (elevated[i] - rem0[i]) * down
             bary[d - rank[i]] += v
             bary[d - rank[i] + 1] -= v
         bary[0] += np.float32(1.0) + bary[d + 1]
         for r in range(d + 1):
-            bary_out[p, r] = bary[r]
-            for i in range(d):
-                # canonical simplex: corner r adds r to coordinates ranked <= d-r, r-(d+1) to the rest
+            weights[p, r] = bary[r]
+            for i in range(d):  # corner r of the canonical simplex, moved to the point's simplex
                 shift = r if rank[i] <= d - r else r - (d + 1)
                 keys[p, r, i] = np.int16(np.int64(rem0[i]) + shift)
-    return keys, bary_out
+    return keys, weights
 
 
 @jit()
-def _hash(keys, k):  # pragma: no cover - compiled
+def _hash(keys, k, step, j):  # pragma: no cover - compiled
+    """Hash of keys[k] moved by ``step`` along lattice direction j (step 0: keys[k] itself)."""
+    d = keys.shape[1]
     h = np.uint64(0)
-    for i in range(keys.shape[1]):
-        h = (h + np.uint64(np.int64(keys[k, i]) & 0xFFFF)) * np.uint64(2654435761)
+    for i in range(d):
+        x = np.int64(keys[k, i]) + step * (-d if i == j else 1)
+        h = (h + np.uint64(x & 0xFFFF)) * np.uint64(2654435761)
     return h ^ (h >> np.uint64(29))
 
 
 @jit()
-def _insert(flat_keys):  # pragma: no cover - compiled
-    """Deduplicate keys in order of first appearance: (vertex id per key, unique keys)."""
-    total, d = flat_keys.shape
-    capacity = 1024
-    while capacity < 2 * total:
-        capacity *= 2
+def _same(keys, k, step, j, unique, e):  # pragma: no cover - compiled
+    d = keys.shape[1]
+    for i in range(d):
+        if unique[e, i] != np.int64(keys[k, i]) + step * (-d if i == j else 1):
+            return False
+    return True
+
+
+@jit()
+def _table(unique, m, capacity):  # pragma: no cover - compiled
+    """An open-addressing hash table (linear probing) of the first m unique keys."""
+    table = np.full(capacity, -1, np.int32)
     mask = np.uint64(capacity - 1)
-    table = np.full(capacity, _EMPTY, np.int32)
+    for e in range(m):
+        h = _hash(unique, e, 0, -1) & mask
+        while table[h] >= 0:
+            h = (h + np.uint64(1)) & mask
+        table[h] = e
+    return table
+
+
+@jit()
+def _insert(keys):  # pragma: no cover - compiled
+    """Number the distinct keys in order of first appearance: (id per key, distinct keys, table)."""
+    total = keys.shape[0]
+    capacity = 1 << 12
+    table = np.full(capacity, -1, np.int32)
     ids = np.empty(total, np.int32)
-    unique = np.empty((total, d), np.int16)
+    unique = np.empty_like(keys)
     m = 0
     for k in range(total):
-        h = _hash(flat_keys, k) & mask
+        if 2 * m >= capacity:
+            capacity *= 2
+            table = _table(unique, m, capacity)
+        mask = np.uint64(capacity - 1)
+        h = _hash(keys, k, 0, -1) & mask
         while True:
             e = table[h]
-            if e == _EMPTY:
+            if e < 0:
                 table[h] = m
-                unique[m] = flat_keys[k]
+                unique[m] = keys[k]
                 ids[k] = m
                 m += 1
                 break
-            same = True
-            for i in range(d):
-                if unique[e, i] != flat_keys[k, i]:
-                    same = False
-                    break
-            if same:
+            if _same(keys, k, 0, -1, unique, e):
                 ids[k] = e
                 break
             h = (h + np.uint64(1)) & mask
     return ids, unique[:m].copy(), table
 
 
-@jit(parallel=True)
+@jit()
 def _neighbours(unique, table):  # pragma: no cover - compiled
-    """For each direction j and vertex: the vertices at -/+ the j-th lattice vector, M if absent."""
+    """For direction j and vertex v: the vertices at v -/+ the j-th lattice vector (M if absent)."""
     m, d = unique.shape
     mask = np.uint64(table.shape[0] - 1)
     out = np.empty((d + 1, m, 2), np.int32)
-    for v in prange(m):
-        probe = np.empty((1, d), np.int16)
+    for v in range(m):
         for j in range(d + 1):
             for side in range(2):
-                step = -1 if side == 0 else 1
-                for i in range(d):
-                    probe[0, i] = unique[v, i] + step
-                if j < d:
-                    probe[0, j] = unique[v, j] - step * d
-                h = _hash(probe, 0) & mask
+                step = 2 * side - 1
+                h = _hash(unique, v, step, j) & mask
                 found = m
-                while True:
-                    e = table[h]
-                    if e == _EMPTY:
-                        break
-                    same = True
-                    for i in range(d):
-                        if unique[e, i] != probe[0, i]:
-                            same = False
-                            break
-                    if same:
-                        found = e
+                while table[h] >= 0:
+                    if _same(unique, v, step, j, unique, table[h]):
+                        found = table[h]
                         break
                     h = (h + np.uint64(1)) & mask
                 out[j, v, side] = found
@@ -180,90 +202,62 @@ def _neighbours(unique, table):  # pragma: no cover - compiled
 
 
 @jit()
-def _csr(ids, m):  # pragma: no cover - compiled
-    """Group the (pixel, corner) entries by vertex, keeping pixel order (a stable counting sort)."""
-    starts = np.zeros(m + 1, np.int32)
-    for k in range(ids.shape[0]):
-        starts[ids[k] + 1] += 1
-    for v in range(m):
-        starts[v + 1] += starts[v]
-    fill = starts[:-1].copy()
-    entries = np.empty(ids.shape[0], np.int32)
-    for k in range(ids.shape[0]):
-        entries[fill[ids[k]]] = k
-        fill[ids[k]] += 1
-    return starts, entries
-
-
-def build(features: np.ndarray) -> Lattice:
-    """Build the lattice of ``features`` (N x d, already divided by the kernel's thetas)."""
-    features = np.ascontiguousarray(features, dtype=np.float32)
-    n, d = features.shape
-    keys, weights = _simplices(features, scale_factors(d))
-    ids, unique, table = _insert(keys.reshape(n * (d + 1), d))
-    starts, entries = _csr(ids, unique.shape[0])
-    return Lattice(ids.reshape(n, d + 1), weights, starts, entries, _neighbours(unique, table))
-
-
-@jit(parallel=True)
-def splat(values, starts, entries, entry_weights, source):  # pragma: no cover - compiled
-    """values[v] = sum over v's entries e of entry_weights[e] * source[pixel of e] (row M zeroed)."""
-    m = starts.shape[0] - 1
+def splat(values, offsets, weights, source):  # pragma: no cover - compiled
+    """values[v] = sum of weights * source over the simplex corners at vertex v (M+1 rows, last 0)."""
+    n, d1 = offsets.shape
     c = source.shape[1]
-    d1 = entry_weights.shape[1]
-    for v in prange(m):
-        acc = np.zeros(c, np.float32)
-        for e in range(starts[v], starts[v + 1]):
-            k = entries[e]
-            p = k // d1
-            w = entry_weights[p, k - p * d1]
+    values[:] = 0.0
+    for p in range(n):
+        for j in range(d1):
+            o = offsets[p, j]
+            w = weights[p, j]
             for ch in range(c):
-                acc[ch] += w * source[p, ch]
-        values[v] = acc
-    values[m] = 0.0
+                values[o, ch] += w * source[p, ch]
 
 
-@jit(parallel=True)
+@jit()
 def blur(values, scratch, neighbours):  # pragma: no cover - compiled
-    """[1 2 1]/2 along each lattice direction in turn; the result ends in ``values``."""
+    """[1 2 1]/2 along each lattice direction in turn; returns the buffer holding the result."""
     d1, m = neighbours.shape[0], neighbours.shape[1]
     c = values.shape[1]
     scratch[m] = 0.0
     src, dst = values, scratch
     for j in range(d1):
-        for v in prange(m):
+        for v in range(m):
             a = neighbours[j, v, 0]
             b = neighbours[j, v, 1]
             for ch in range(c):
                 dst[v, ch] = src[v, ch] + np.float32(0.5) * (src[a, ch] + src[b, ch])
         src, dst = dst, src
-    if d1 % 2 == 1:
-        values[:] = scratch
+    return src
 
 
-@jit(parallel=True)
-def slice_(out, values, offsets, slice_weights):  # pragma: no cover - compiled
-    """out[p] = sum over corners j of slice_weights[p, j] * values[offsets[p, j]]."""
+@jit()
+def slice_(out, values, offsets, weights):  # pragma: no cover - compiled
+    """out[p] = sum over corners j of weights[p, j] * values[offsets[p, j]]."""
     n, d1 = offsets.shape
     c = values.shape[1]
-    for p in prange(n):
+    for p in range(n):
         for ch in range(c):
             out[p, ch] = 0.0
         for j in range(d1):
-            w = slice_weights[p, j]
+            w = weights[p, j]
             o = offsets[p, j]
             for ch in range(c):
                 out[p, ch] += w * values[o, ch]
 
 
+def buffers(lattice: Lattice, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two (M+1) x C float32 buffers for splat and blur."""
+    shape = (lattice.num_vertices + 1, channels)
+    return np.empty(shape, np.float32), np.empty(shape, np.float32)
+
+
 def filter_(lattice: Lattice, source: np.ndarray) -> np.ndarray:
     """K * source (N x C float32) with the lattice's approximate Gaussian K (no normalisation)."""
     source = np.ascontiguousarray(source, dtype=np.float32)
-    m, c = lattice.num_vertices, source.shape[1]
-    values = np.empty((m + 1, c), np.float32)
-    scratch = np.empty_like(values)
-    splat(values, lattice.starts, lattice.entries, lattice.weights, source)
-    blur(values, scratch, lattice.neighbours)
+    values, scratch = buffers(lattice, source.shape[1])
+    splat(values, lattice.offsets, lattice.weights, source)
     out = np.empty_like(source)
-    slice_(out, values, lattice.offsets, lattice.weights * lattice.alpha)
+    slice_(out, blur(values, scratch, lattice.neighbours), lattice.offsets, lattice.weights * lattice.alpha)
     return out
