@@ -1,0 +1,73 @@
+"""The permutohedral lattice against an exact (every pair of points) Gaussian filter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from deeplab.crf import lattice
+
+
+def exact_normalised_filter(features: np.ndarray, values: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """n * K(n * values), K_ij = exp(-|f_i - f_j|^2 / 2 sigma^2), n = 1/sqrt(K 1): slow and obvious."""
+    f = features.astype(np.float64)
+    k = np.exp(-((f[:, None] - f[None]) ** 2).sum(-1) / (2 * sigma**2))
+    n = 1 / np.sqrt(k.sum(1))
+    return n[:, None] * (k @ (n[:, None] * values))
+
+
+def lattice_normalised_filter(features: np.ndarray, values: np.ndarray) -> np.ndarray:
+    lat = lattice.build(features)
+    n = 1 / np.sqrt(lattice.filter_(lat, np.ones((len(features), 1), np.float32))[:, 0])
+    return n[:, None] * lattice.filter_(lat, (n[:, None] * values).astype(np.float32))
+
+
+def features(d: int, h: int = 12, w: int = 14, seed: int = 0) -> np.ndarray:
+    """Pixel positions (theta 2 or 5) plus, for d = 5, random colours (theta ~ a third of their spread)."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.indices((h, w)).reshape(2, -1).astype(np.float32)
+    if d == 2:
+        return np.stack([xs / 2, ys / 2], 1).astype(np.float32)
+    return np.concatenate([np.stack([xs / 5, ys / 5], 1), rng.uniform(0, 3, (h * w, 3))], 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("d, tolerance", [(2, 0.01), (5, 0.025)])
+def test_matches_exact_gaussian_within_the_lattice_approximation(d, tolerance):
+    f = features(d)
+    values = np.random.default_rng(1).random((len(f), 3)).astype(np.float32)
+    ours = lattice_normalised_filter(f, values)
+    error = np.abs(ours - exact_normalised_filter(f, values)).mean()
+    assert error < tolerance
+    for wrong_sigma in (0.7, 1.5):  # the test can tell a kernel of the wrong width
+        assert np.abs(ours - exact_normalised_filter(f, values, wrong_sigma)).mean() > 1.6 * error
+
+
+def test_structure():
+    f = features(5)
+    lat = lattice.build(f)
+    n, m = len(f), lat.num_vertices
+    assert lat.offsets.shape == (n, 6) and lat.weights.shape == (n, 6) and lat.neighbours.shape == (6, m, 2)
+    np.testing.assert_allclose(lat.weights.sum(1), 1, atol=1e-5)
+    assert (lat.weights >= -1e-6).all()
+    assert lat.offsets.min() >= 0 and lat.offsets.max() < m
+    # every point's corners are distinct vertices; neighbours are mutual (v -> +e_j -> -e_j = v)
+    assert all(len(set(row)) == 6 for row in lat.offsets.tolist())
+    for j in range(6):
+        minus, plus = lat.neighbours[j, :, 0], lat.neighbours[j, :, 1]
+        has = plus < m
+        np.testing.assert_array_equal(lat.neighbours[j, plus[has], 0], np.arange(m)[has])
+        assert ((minus <= m) & (minus >= 0)).all()
+    assert lat.alpha == np.float32(1 / (1 + 2**-5))
+
+
+def test_identical_features_share_one_simplex():
+    lat = lattice.build(np.zeros((7, 3), np.float32))
+    assert lat.num_vertices == 4
+    assert (lat.offsets == lat.offsets[0]).all()
+    out = lattice.filter_(lat, np.arange(7, dtype=np.float32)[:, None])
+    np.testing.assert_allclose(out, out[0, 0], rtol=1e-5)  # all points see the same sum
+
+
+def test_coordinates_out_of_16_bit_range_are_an_error():
+    with pytest.raises(ValueError, match="16-bit"):
+        lattice.build(np.array([[0.0, 0.0], [20000.0, 0.0]], np.float32))
