@@ -227,3 +227,34 @@ def info_command(checkpoint: str) -> None:
         click.echo(describe_checkpoint(checkpoint))
     except ValueError as err:
         raise click.ClickException(str(err))
+
+
+@main.command("crf")
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.argument("probs", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Label PNG to write.")
+@click.option("--logits", is_flag=True, help="PROBS holds logits (softmax taken first).")
+@click.option("--w1", type=float, default=4.0, show_default=True, help="Bilateral kernel weight.")
+@click.option("--theta-alpha", type=float, default=67.0, show_default=True, help="Bilateral position scale (px).")
+@click.option("--theta-beta", type=float, default=3.0, show_default=True, help="Bilateral colour scale.")
+@click.option("--w2", type=float, default=3.0, show_default=True, help="Gaussian (smoothness) kernel weight.")
+@click.option("--theta-gamma", type=float, default=1.0, show_default=True, help="Gaussian position scale (px).")
+@click.option("--iterations", type=int, default=10, show_default=True, help="Mean-field iterations.")
+@click.option("--threads", type=int, help="Threads (default: numba's, all cores).")
+def crf_command(image, probs, output, logits, w1, theta_alpha, theta_beta, w2, theta_gamma, iterations,
+                threads) -> None:  # fmt: skip
+    """Refine another model's probabilities (PROBS.npy, C x H x W) on IMAGE with the dense CRF."""
+    import numba
+    import numpy as np
+
+    from deeplab.crf import DenseCRF
+    from deeplab.crf.files import refine_file
+
+    try:
+        if threads:
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        crf = DenseCRF(w1, theta_alpha, theta_beta, w2, theta_gamma, iterations)
+        labels = refine_file(image, probs, output, crf, from_logits=logits)
+    except ValueError as err:
+        raise click.ClickException(str(err).replace("`from_logits=True`", "--logits"))
+    click.echo(f"wrote {output} ({labels.shape[1]}x{labels.shape[0]}, classes {np.unique(labels).tolist()})")
