@@ -6,3 +6,4 @@ from deeplab.inference import Segmenter  # noqa: E402,F401
 from deeplab.models.multiscale import MultiScale  # noqa: E402,F401
 from deeplab.presets import build_model  # noqa: E402,F401
 from deeplab.weights import load_model  # noqa: E402,F401
+from deeplab.crf import DenseCRF  # noqa: E402,F401
