@@ -380,3 +380,16 @@ def test_backbone_weights_from_torchvision(tmp_path):
     expected = torch.load(path, weights_only=True)["features.0.0.weight"]
     first_conv = next(p for n, p in trainer.model.backbone.named_parameters() if p.dim() == 4)
     assert torch.equal(first_conv.detach(), expected)
+
+
+def test_best_checkpoint_is_small_and_loads(tmp_path):
+    from deeplab.weights import load_model, read_checkpoint
+
+    cfg = _config(tmp_path, "train.iterations=2", "train.val_every=2", "data.val_split=val",
+                  "data.val_options={num_images: 1}", "data.options={size: 64}")  # fmt: skip
+    Trainer(cfg, train_set=_shapes(), progress=False).fit()
+    best, last = read_checkpoint(tmp_path / "best.pt"), read_checkpoint(tmp_path / "last.pt")
+    assert "train_state" not in best and best["run"]["iteration"] == 2 and "optimizer" in last["train_state"]
+    assert (tmp_path / "best.pt").stat().st_size < 0.7 * (tmp_path / "last.pt").stat().st_size
+    model = load_model(tmp_path / "best.pt")
+    assert model.meta.classes == _shapes().classes and len(model.meta.palette) == 7

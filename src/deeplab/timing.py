@@ -37,7 +37,10 @@ class SyntheticSet:
 
 
 def time_iterations(config: Config, iterations: int = 3, dist: DistInfo | None = None) -> dict[str, Any]:
-    """Seconds per training iteration (data loading included; the first, warm-up, one excluded)."""
+    """Seconds per training iteration (data loading included; the first, warm-up, one excluded).
+
+    Runs on random images and masks of the recipe's crop size and batch, with random weights.
+    """
     from deeplab.train import Trainer
 
     if iterations < 1:
@@ -46,6 +49,9 @@ def time_iterations(config: Config, iterations: int = 3, dist: DistInfo | None =
     cfg.data.val_split, cfg.data.scan_masks, cfg.data.num_workers = None, False, 0
     cfg.train.backbone_weights = cfg.train.init_weights = None
     cfg.train.iterations = iterations + 1
+    # lr 0: the same work per iteration, but a randomly initialised network with frozen batch norm
+    # (v2, v3 stage 2) cannot diverge to NaN over the timed iterations
+    cfg.train.lr = 0.0
     num_classes = NUM_CLASSES.get(cfg.data.dataset, 21)
     data = SyntheticSet(cfg.data.crop_size, num_classes, cfg.train.batch_size * (iterations + 1))
     with tempfile.TemporaryDirectory() as tmp:

@@ -175,18 +175,21 @@ class Trainer:
         )
 
     # -- checkpoints -------------------------------------------------------------------------
-    def save(self, path: Path) -> Path:
-        """Write the model and the training state to `path` atomically (rank 0 only)."""
+    def save(self, path: Path, resumable: bool = True) -> Path:
+        """Write the model atomically (rank 0 only): with the full training state when resumable
+        (last.pt), else with a small `run` record only (best.pt: iteration, val mIoU, config)."""
         from deeplab.weights import save_checkpoint
 
         if self.dist.is_main:
+            run = {"iteration": self.iteration, "best_miou": self.best_miou, "config": config_to_dict(self.cfg)}
+            if not resumable:
+                save_checkpoint(path, self.model, run=run)
+                return path
             state = {
-                "iteration": self.iteration,
+                **run,
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler else None,
-                "best_miou": self.best_miou,
-                "config": config_to_dict(self.cfg),
             }
             save_checkpoint(path, self.model, train_state=state)
         return path
@@ -293,7 +296,7 @@ class Trainer:
             row["val_miou"] = miou
             if self.best_miou is None or miou > self.best_miou:
                 self.best_miou = miou
-                self.save(self.output / "best.pt")
+                self.save(self.output / "best.pt", resumable=False)
         if row:
             log.write(it, row)
         if it % t.checkpoint_every == 0 or end:
