@@ -84,7 +84,7 @@ class DenseCRF:
             raise ValueError(f"image is {image.shape[0]}x{image.shape[1]} but probs are {c}x{h}x{w} (C x H x W)")
         unary = np.ascontiguousarray(-np.log(np.clip(probs.reshape(c, h * w).T, PROB_FLOOR, 1.0)), np.float32)
         q = np.empty_like(unary)
-        _update(q, -unary, *_NO_KERNEL, *_NO_KERNEL, 0, h * w)
+        softmax_update(q, -unary, _NO_KERNEL, _NO_KERNEL, 0, h * w, np.empty_like(q))
         if self.iterations:
             kernels = [k for k in _map(pool, lambda f: f(), self._kernel_makers(image)) if k is not None]
             mean_field(-unary, q, kernels, self.iterations, pool, workers)
@@ -135,6 +135,7 @@ def mean_field(energy: np.ndarray, q: np.ndarray, kernels: list[_Kernel], iterat
     n, c = q.shape
     scratch = [lat.buffers(k.lattice, c) for k in kernels]
     first, last = kernels[0], kernels[-1]
+    acc = np.empty_like(q)
     bounds = [(i * n // parts, (i + 1) * n // parts) for i in range(parts)]
 
     def smooth(i: int) -> np.ndarray:
@@ -146,43 +147,53 @@ def mean_field(energy: np.ndarray, q: np.ndarray, kernels: list[_Kernel], iterat
         values = _map(pool, smooth, range(len(kernels)))
         a = (values[0], first.lattice.offsets, first.slice_weights)
         b = (values[-1], last.lattice.offsets, last.slice_weights) if len(kernels) == 2 else _NO_KERNEL
-        _map(pool, lambda span: _update(q, energy, *a, *b, *span), bounds)
+        _map(pool, lambda span: softmax_update(q, energy, a, b, *span, acc), bounds)
     return q
 
 
 _NO_KERNEL = (np.zeros((1, 1), np.float32), np.zeros((1, 0), np.int32), np.zeros((1, 0), np.float32))
 
 
+def softmax_update(q: np.ndarray, energy: np.ndarray, a: tuple, b: tuple, lo: int, hi: int,
+                   acc: np.ndarray) -> None:  # fmt: skip
+    """q[p] = softmax(energy[p] + slice_a[p] + slice_b[p]) for lo <= p < hi, through ``acc`` (N x C).
+
+    A kernel is (blurred values, offsets, slice weights); _NO_KERNEL adds nothing. The exponential
+    is numpy's (vectorised), between two compiled passes.
+    """
+    _energies(acc, energy, *a, *b, lo, hi)
+    np.exp(acc[lo:hi], out=acc[lo:hi])
+    _normalise(q, acc, lo, hi)
+
+
 @jit()
-def _update(q, energy, values_a, offsets_a, weights_a, values_b, offsets_b, weights_b, lo, hi):  # pragma: no cover
-    """q[p] = softmax(energy[p] + slice_a[p] + slice_b[p]) for lo <= p < hi (a kernel with 0 corners adds 0)."""
-    c = q.shape[1]
-    acc = np.empty(c, np.float32)
+def _energies(acc, energy, values_a, offsets_a, weights_a, values_b, offsets_b, weights_b, lo, hi):  # pragma: no cover
+    """acc[p] = energy[p] + slice_a[p] + slice_b[p], minus its maximum, for lo <= p < hi."""
+    c = acc.shape[1]
     for p in range(lo, hi):
-        acc[:] = energy[p]
+        row = acc[p]
+        row[:] = energy[p]
         for j in range(offsets_a.shape[1]):
             w = weights_a[p, j]
             o = offsets_a[p, j]
             for ch in range(c):
-                acc[ch] += w * values_a[o, ch]
+                row[ch] += w * values_a[o, ch]
         for j in range(offsets_b.shape[1]):
             w = weights_b[p, j]
             o = offsets_b[p, j]
             for ch in range(c):
-                acc[ch] += w * values_b[o, ch]
-        _softmax_row(q[p], acc)
+                row[ch] += w * values_b[o, ch]
+        row -= row.max()
 
 
 @jit()
-def _softmax_row(out, x):  # pragma: no cover - compiled
-    top = x.max()
-    total = np.float32(0.0)
-    for ch in range(x.shape[0]):
-        e = np.exp(x[ch] - top)
-        out[ch] = e
-        total += e
-    for ch in range(x.shape[0]):
-        out[ch] /= total
+def _normalise(q, acc, lo, hi):  # pragma: no cover - compiled
+    """q[p] = acc[p] / sum(acc[p]) for lo <= p < hi."""
+    c = acc.shape[1]
+    for p in range(lo, hi):
+        inv = np.float32(1.0) / acc[p].sum()
+        for ch in range(c):
+            q[p, ch] = acc[p, ch] * inv
 
 
 def as_probs(probs: np.ndarray, from_logits: bool = False) -> np.ndarray:
@@ -198,7 +209,8 @@ def as_probs(probs: np.ndarray, from_logits: bool = False) -> np.ndarray:
     if from_logits:
         c, h, w = probs.shape
         out = np.empty((h * w, c), np.float32)
-        _update(out, np.ascontiguousarray(probs.reshape(c, -1).T), *_NO_KERNEL, *_NO_KERNEL, 0, h * w)
+        softmax_update(out, np.ascontiguousarray(probs.reshape(c, -1).T), _NO_KERNEL, _NO_KERNEL, 0, h * w,
+                       np.empty_like(out))  # fmt: skip
         return np.ascontiguousarray(out.T).reshape(c, h, w)
     lowest, sums = probs.min(), probs.sum(0)
     worst = float(np.abs(sums - 1).max())
