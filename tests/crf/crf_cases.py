@@ -13,7 +13,7 @@ from scipy import ndimage
 
 
 def network_probs(gt: np.ndarray, num_classes: int, seed: int = 0, stride: int = 8,
-                  strength: float = 2.5, noise: float = 1.5) -> np.ndarray:  # fmt: skip
+                  strength: float = 6.0, noise: float = 2.0) -> np.ndarray:  # fmt: skip
     """CxHxW float32 softmax from coarse, noisy one-hot evidence of ``gt`` upsampled bilinearly."""
     rng = np.random.default_rng(seed)
     h, w = gt.shape

@@ -93,7 +93,8 @@ def test_matches_brute_force_dense_crf():
 
 
 def test_sharpens_a_blurry_network_output():
-    image, probs, gt = small_case(96, 128, 5, seed=2)
+    image, gt = photo_like(96, 128, 5, seed=2, shapes=4)
+    probs = network_probs(gt, 5, seed=3, stride=4, strength=2.5, noise=1.5)  # an unsure network
     q = DenseCRF(theta_alpha=30)(image, probs)
     np.testing.assert_allclose(q.sum(0), 1, atol=1e-5)
     assert q.dtype == np.float32 and q.shape == probs.shape
