@@ -54,12 +54,18 @@ def build(features: np.ndarray) -> Lattice:
     features = np.ascontiguousarray(features, dtype=np.float32)
     n, d = features.shape
     scale = scale_factors(d)
-    reach = np.abs(features).max(0) * scale if n else scale * 0
-    if reach.sum() + d * reach.max(initial=0) + d + 1 >= KEY_LIMIT:
+    if n and _largest_coordinate(np.abs(features).max(0) * scale) >= KEY_LIMIT:
         raise ValueError("features too large for the lattice's 16-bit coordinates: use larger thetas or a smaller image")
     keys, weights = _simplices(features, scale)
     ids, unique, table = _insert(keys.reshape(n * (d + 1), d))
     return Lattice(ids.reshape(n, d + 1), weights, _neighbours(unique, table))
+
+
+def _largest_coordinate(reach: np.ndarray) -> float:
+    """A bound on |elevated coordinate| + d + 1 given each scaled feature's largest magnitude."""
+    d = len(reach)
+    tails = np.concatenate([np.cumsum(reach[::-1])[::-1], [0.0]])  # tails[j] = sum of reach[j:]
+    return max([tails[0]] + [tails[j] + j * reach[j - 1] for j in range(1, d + 1)]) + d + 1
 
 
 @jit()
