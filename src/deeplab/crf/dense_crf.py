@@ -37,6 +37,8 @@ class DenseCRF:
     ``crf(image, probs)``: image HxWx3 uint8 RGB, probs CxHxW softmax -> refined CxHxW float32.
     Grayscale/RGBA images are converted; non-uint8 images are rounded and clipped to 0-255 (with a
     warning if that changes values). ``iterations=0`` returns Q0 = softmax(log(clip(probs, 1e-5))).
+    Threads: numba's count (``numba.set_num_threads``, ``NUMBA_NUM_THREADS``); one image runs its
+    two kernels at once and splits the pixels' update, ``batch`` runs one image per thread.
     """
 
     def __init__(self, w1: float = 4.0, theta_alpha: float = 67.0, theta_beta: float = 3.0,
@@ -235,7 +237,7 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
             raise ValueError("image contains NaN or infinite values")
         if values.min() < 0 or values.max() > 255:
             warnings.warn(f"image values span {values.min():g}..{values.max():g}, outside 0-255; clipped",
-                          RuntimeWarning, stacklevel=3)  # fmt: skip
+                          RuntimeWarning, stacklevel=4)  # fmt: skip
         image = np.clip(np.rint(values), 0, 255).astype(np.uint8)
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
