@@ -1,19 +1,10 @@
 import pytest
-import torch
 from click.testing import CliRunner
 
 from deeplab import build_model
 from deeplab.cli import main
 from deeplab.palette import VOC_CLASSES, voc_palette
 from deeplab.presets import PRESETS, complexity, resolve_config
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_unknown_preset_lists_the_valid_names():

@@ -148,15 +148,6 @@ from deeplab.train import NonFiniteLossError, Trainer  # noqa: E402
 SIZE = 64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and never spins against other jobs on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _config(out, *overrides: str):
     base = [
         f"output={out}", "model.arch=deeplabv3-mobilenetv2", "model.options={width_mult: 0.25}",

@@ -8,14 +8,6 @@ from deeplab.cli import main
 from deeplab.weights import CheckpointError, load_backbone_weights, read_checkpoint, save_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def small_model():
     torch.manual_seed(0)

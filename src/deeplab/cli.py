@@ -258,3 +258,19 @@ def crf_command(image, probs, output, logits, w1, theta_alpha, theta_beta, w2, t
     except ValueError as err:
         raise click.ClickException(str(err).replace("`from_logits=True`", "--logits"))
     click.echo(f"wrote {output} ({labels.shape[1]}x{labels.shape[0]}, classes {np.unique(labels).tolist()})")
+
+
+@main.command("demo")
+@click.option("-o", "--output", default="demo-output", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the HTML report and pictures.")
+@click.option("--num-images", default=40, show_default=True, type=click.IntRange(1), help="Held-out scenes.")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint (default: the shipped model).")
+def demo_command(output: str, num_images: int, weights: str | None) -> None:
+    """Segment held-out built-in scenes three ways and write an HTML report."""
+    from deeplab.demo import run_demo
+    from deeplab.weights import CheckpointError
+
+    try:
+        run_demo(output, num_images=num_images, weights=weights, echo=click.echo)
+    except (CheckpointError, OSError) as err:
+        raise click.ClickException(str(err)) from None

@@ -1,0 +1,21 @@
+"""Shared test set-up: tests/ on sys.path (for tests/tv.py and tiny_model.py), one torch thread.
+
+Tiny tensors gain nothing from two threads, and OpenMP threads stall badly when the two cores
+are shared with other jobs (CI, a second test process).
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
