@@ -1,9 +1,15 @@
-"""deeplab: multiscale semantic segmentation, the DeepLab family (v1, v2, v3, v3+)."""
+"""deeplab: multiscale semantic segmentation, the DeepLab family (v1, v2, v3, v3+).
+
+The public API: `build_model` (paper presets), `load_model` (our checkpoints and torchvision's),
+`MultiScale` (v2 MSC training wrapper), `Segmenter` (multi-scale, flip, tiles, CRF inference)
+and `DenseCRF` (the fully connected CRF).
+"""
+
+from deeplab.crf import DenseCRF
+from deeplab.inference import Segmenter
+from deeplab.models.multiscale import MultiScale
+from deeplab.presets import build_model
+from deeplab.weights import load_model
 
 __version__ = "0.1.0"
-from deeplab.inference import Segmenter  # noqa: E402,F401
-
-from deeplab.models.multiscale import MultiScale  # noqa: E402,F401
-from deeplab.presets import build_model  # noqa: E402,F401
-from deeplab.weights import load_model  # noqa: E402,F401
-from deeplab.crf import DenseCRF  # noqa: E402,F401
+__all__ = ["DenseCRF", "MultiScale", "Segmenter", "build_model", "load_model", "__version__"]
