@@ -88,27 +88,27 @@ class DenseCRF:
         q = np.empty_like(unary)
         softmax_update(q, -unary, _NO_KERNEL, _NO_KERNEL, 0, h * w, np.empty_like(q))
         if self.iterations:
-            kernels = [k for k in _map(pool, lambda f: f(), self._kernel_makers(image)) if k is not None]
+            kernels = self._kernels(image, pool, workers)
             mean_field(-unary, q, kernels, self.iterations, pool, workers)
         return np.ascontiguousarray(q.T).reshape(c, h, w)
 
-    def _kernel_makers(self, image: np.ndarray) -> list:
-        """Functions building the Gaussian (w2) and bilateral (w1) kernels; a zero weight gives None."""
+    def _kernels(self, image: np.ndarray, pool: ThreadPoolExecutor | None, workers: int) -> list[_Kernel]:
+        """The Gaussian (w2) and bilateral (w1) kernels, those of non-zero weight, built in three
+        steps that the pool shares: vertices, blur neighbours (``workers`` shares each), normalisation."""
         h, w = image.shape[:2]
         ys, xs = np.indices((h, w), dtype=np.float32).reshape(2, -1)
-
-        def gaussian() -> _Kernel | None:
-            gamma = np.float32(self.theta_gamma)
-            return make_kernel(np.stack([xs / gamma, ys / gamma], 1), self.w2) if self.w2 else None
-
-        def bilateral() -> _Kernel | None:
-            if not self.w1:
-                return None
-            alpha, beta = np.float32(self.theta_alpha), np.float32(self.theta_beta)
-            rgb = image.reshape(-1, 3).astype(np.float32) / beta
-            return make_kernel(np.concatenate([np.stack([xs / alpha, ys / alpha], 1), rgb], 1), self.w1)
-
-        return [gaussian, bilateral]
+        gamma, alpha, beta = (np.float32(t) for t in (self.theta_gamma, self.theta_alpha, self.theta_beta))
+        terms = []
+        if self.w2:
+            terms.append((self.w2, lambda: np.stack([xs / gamma, ys / gamma], 1)))
+        if self.w1:
+            rgb = image.reshape(-1, 3).astype(np.float32)
+            terms.append((self.w1, lambda: np.concatenate([np.stack([xs / alpha, ys / alpha], 1), rgb / beta], 1)))
+        parts = _map(pool, lambda term: lat.vertices(term[1]()), terms)
+        found = [lat.neighbour_tasks(part, workers) for part in parts]
+        _map(pool, lambda task: task(), [task for _, tasks in found for task in tasks])
+        lattices = [lat.Lattice(part.offsets, part.weights, f) for part, (f, _) in zip(parts, found)]
+        return _map(pool, lambda pair: make_kernel(*pair), zip(lattices, [weight for weight, _ in terms]))
 
 
 def _map(pool: ThreadPoolExecutor | None, fn, items) -> list:
@@ -116,10 +116,9 @@ def _map(pool: ThreadPoolExecutor | None, fn, items) -> list:
     return list(pool.map(fn, items) if pool is not None else map(fn, items))
 
 
-def make_kernel(features: np.ndarray, weight: float) -> _Kernel:
-    """Build the lattice of ``features`` (N x d) and its symmetric normalisation n = 1/sqrt(K1)."""
-    lattice = lat.build(features)
-    ones = np.ones((features.shape[0], 1), np.float32)
+def make_kernel(lattice: lat.Lattice, weight: float) -> _Kernel:
+    """A pairwise term of weight ``weight`` on ``lattice``, normalised symmetrically: n = 1/sqrt(K1)."""
+    ones = np.ones((lattice.offsets.shape[0], 1), np.float32)
     norm = np.float32(1.0) / np.sqrt(lat.filter_(lattice, ones)[:, 0] + np.float32(1e-20))
     splat_weights = lattice.weights * norm[:, None]
     slice_weights = lattice.weights * (lattice.alpha * np.float32(weight) * norm)[:, None]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -51,6 +52,25 @@ def scale_factors(d: int) -> np.ndarray:
 
 def build(features: np.ndarray) -> Lattice:
     """Build the lattice of ``features`` (N x d, already divided by the kernel's thetas)."""
+    part = vertices(features)
+    found, tasks = neighbour_tasks(part, 1)
+    for task in tasks:
+        task()
+    return Lattice(part.offsets, part.weights, found)
+
+
+@dataclass(frozen=True)
+class Vertices:
+    """A lattice before its blur neighbours are known: the first step of ``build``."""
+
+    offsets: np.ndarray
+    weights: np.ndarray
+    keys: np.ndarray  # (M, d) int16 lattice coordinates of the vertices (the last one implied)
+    table: np.ndarray  # the open-addressing hash table: key slot -> vertex, -1 empty
+
+
+def vertices(features: np.ndarray) -> Vertices:
+    """Step 1: every point's simplex corners and weights, the vertices numbered in a hash table."""
     features = np.ascontiguousarray(features, dtype=np.float32)
     n, d = features.shape
     scale = scale_factors(d)
@@ -58,7 +78,15 @@ def build(features: np.ndarray) -> Lattice:
         raise ValueError("features too large for the lattice's 16-bit coordinates: use larger thetas or a smaller image")
     keys, weights = _simplices(features, scale)
     ids, unique, table = _insert(keys.reshape(n * (d + 1), d))
-    return Lattice(ids.reshape(n, d + 1), weights, _neighbours(unique, table))
+    return Vertices(ids.reshape(n, d + 1), weights, unique, table)
+
+
+def neighbour_tasks(part: Vertices, parts: int) -> tuple[np.ndarray, list]:
+    """Step 2 in ``parts`` independent tasks (shares of the vertices): the (d+1, M, 2) array they fill."""
+    m, d = part.keys.shape
+    found = np.empty((d + 1, m, 2), np.int32)
+    bounds = [(i * m // parts, (i + 1) * m // parts) for i in range(parts)]
+    return found, [partial(_neighbours, part.keys, part.table, found, lo, hi) for lo, hi in bounds]
 
 
 def _largest_coordinate(reach: np.ndarray) -> float:
@@ -187,12 +215,11 @@ def _insert(keys):  # pragma: no cover - compiled
 
 
 @jit()
-def _neighbours(unique, table):  # pragma: no cover - compiled
-    """For direction j and vertex v: the vertices at v -/+ the j-th lattice vector (M if absent)."""
+def _neighbours(unique, table, out, lo, hi):  # pragma: no cover - compiled
+    """out[j, v] = the vertices at v -/+ the j-th lattice vector (M if absent), lo <= v < hi."""
     m, d = unique.shape
     mask = np.uint64(table.shape[0] - 1)
-    out = np.empty((d + 1, m, 2), np.int32)
-    for v in range(m):
+    for v in range(lo, hi):
         for j in range(d + 1):
             for side in range(2):
                 step = 2 * side - 1
@@ -204,7 +231,6 @@ def _neighbours(unique, table):  # pragma: no cover - compiled
                         break
                     h = (h + np.uint64(1)) & mask
                 out[j, v, side] = found
-    return out
 
 
 @jit()
