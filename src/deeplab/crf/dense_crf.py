@@ -78,18 +78,17 @@ class DenseCRF:
 
     def _run(self, image, probs, from_logits: bool, pool: ThreadPoolExecutor | None = None,
              workers: int = 1) -> np.ndarray:  # fmt: skip
-        """One image; ``pool`` (if given) runs the two kernels at once, and ``workers`` slices of the update."""
+        """One image; with a pool, its ``workers`` threads share each step."""
         probs = as_probs(probs, from_logits)
         c, h, w = probs.shape
         image = as_rgb(image)
         if image.shape[:2] != (h, w):
             raise ValueError(f"image is {image.shape[0]}x{image.shape[1]} but probs are {c}x{h}x{w} (C x H x W)")
-        unary = np.ascontiguousarray(-np.log(np.clip(probs.reshape(c, h * w).T, PROB_FLOOR, 1.0)), np.float32)
-        q = np.empty_like(unary)
-        softmax_update(q, -unary, _NO_KERNEL, _NO_KERNEL, 0, h * w, np.empty_like(q))
+        energy = np.ascontiguousarray(np.log(np.clip(probs.reshape(c, h * w).T, PROB_FLOOR, 1.0)))  # -U, N x C
+        q = np.empty_like(energy)
+        softmax_update(q, energy, _NO_KERNEL, _NO_KERNEL, 0, h * w, np.empty_like(q))
         if self.iterations:
-            kernels = self._kernels(image, pool, workers)
-            mean_field(-unary, q, kernels, self.iterations, pool, workers)
+            mean_field(energy, q, self._kernels(image, pool, workers), self.iterations, pool, workers)
         return np.ascontiguousarray(q.T).reshape(c, h, w)
 
     def _kernels(self, image: np.ndarray, pool: ThreadPoolExecutor | None, workers: int) -> list[_Kernel]:
