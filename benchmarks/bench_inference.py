@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -54,14 +55,16 @@ def our_model(tv_model: torch.nn.Module, workdir: Path) -> torch.nn.Module:
     return deeplab.load_model(path)
 
 
-def median_time(fn, repeats: int) -> tuple[float, object]:
-    out = fn()  # warm-up (oneDNN primitive caches, first-call allocations)
-    times = []
+def interleaved_medians(runners: dict, repeats: int) -> tuple[dict, dict]:
+    """Median seconds and last output of each runner, run round-robin (fair under shared load)."""
+    outputs = {name: run() for name, run in runners.items()}  # warm-up, compilation
+    times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+        for name, run in runners.items():
+            start = time.perf_counter()
+            outputs[name] = run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}, outputs
 
 
 def speed(threads: int, repeats: int, workdir: Path) -> list[tuple[str, float, float, float]]:
@@ -82,20 +85,21 @@ def speed(threads: int, repeats: int, workdir: Path) -> list[tuple[str, float, f
         with torch.inference_mode():
             return tv_model(x)["out"][0].argmax(0).numpy()
 
-    base, ref_labels = median_time(reference, repeats)
-    rows = [("torchvision eager fp32", base, 1.0, 1.0)]
+    runners = {"torchvision eager fp32": reference}
     paths = {
         "ours eager fp32 (no folding)": dict(optimize=False),
         "ours fast fp32 (BN folded, channels_last)": dict(),
+        "ours fast fp32 + torch.compile": dict(compile=True),
         "ours fast bf16 (autocast)": dict(precision="bf16"),
         "ours onnxruntime fp32": dict(backend="onnxruntime"),
     }
     for name, kwargs in paths.items():
         seg = Segmenter(ours, **kwargs)
-        seconds, pred = median_time(lambda: seg(image), repeats)
-        rows.append((name, seconds, base / seconds, float((pred.labels == ref_labels).mean())))
-        print(f"  {name}: {seconds:.3f} s", file=sys.stderr, flush=True)
-    return rows
+        runners[name] = lambda seg=seg: seg(image).labels
+    medians, labels = interleaved_medians(runners, repeats)
+    base, ref = medians["torchvision eager fp32"], labels["torchvision eager fp32"]
+    return [(name, medians[name], base / medians[name], float((labels[name] == ref).mean()))
+            for name in runners]  # fmt: skip
 
 
 def memory_child(height: int, width: int, tiled: bool, threads: int) -> None:
@@ -149,7 +153,9 @@ def main() -> int:
     if not args.skip_speed:
         with tempfile.TemporaryDirectory() as tmp:
             rows = speed(args.threads, args.repeats, Path(tmp))
-        print(f"\nSpeed at {SIZE}x{SIZE}, {args.threads} threads, median of {args.repeats} runs "
+        load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
+        print(f"\nmachine load average (1/5/15 min) at the end: {load} on {os.cpu_count()} cores")
+        print(f"Speed at {SIZE}x{SIZE}, {args.threads} threads, median of {args.repeats} runs "
               f"(CPU bf16 support: {'AVX512-BF16 or AMX present' if _has_bf16() else 'none'})")  # fmt: skip
         print(f"{'path':44s} {'time (s)':>9s} {'speed-up':>9s} {'labels = tv':>12s}")
         for name, seconds, ratio, agree in rows:

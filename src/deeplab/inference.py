@@ -1,4 +1,4 @@
-"""Segmenter: multi-scale, flipped, tiled and CRF-refined inference, the way DeepLab v2 and v3 do it.
+"""Segmenter: multi-scale, flipped, tiled and CRF-refined inference, as DeepLab v2 and v3 do it.
 
 What is fused: with ``fusion="max"`` the element-wise maximum of the logits over the scales
 (DeepLab v2's MSC, which max-fuses score maps); with ``fusion="mean"`` the average of the softmax
@@ -8,7 +8,11 @@ Each scale's logits are resized (bilinear) to the input size before the softmax 
 
 Tiles: ``tile=(h, w)`` is a window in image pixels; every window is run at every scale and flip
 and fused on its own, and overlapping windows are blended with linear ramps over the overlap, so
-the working memory beyond the CxHxW output does not grow with the image.
+the working memory beyond the CxHxW output does not grow with the image. A window is resampled on
+exactly the grid the whole image would get at that scale, its origin and size on the output-stride
+grid, so away from window borders tiles reproduce the untiled result.
+
+Presets: ``Segmenter.from_preset(model, "deeplabv2" | "deeplabv3", **overrides)`` (see PRESETS).
 """
 
 from __future__ import annotations
@@ -210,11 +214,15 @@ class Segmenter:
 
 
 def prepare_model(model: nn.Module, channels_last: bool = True, compile: bool = False) -> nn.Module:
-    """A fast inference copy of the model: eval mode, batch norm folded, channels_last."""
+    """A fast inference copy of the model: eval mode, batch norm folded, channels_last.
+
+    ``compile=True`` adds torch.compile (inductor, weights frozen); each new input size compiles
+    again, so it pays off for fixed sizes (tiles) and long runs.
+    """
     fast = fold_batchnorm(model)
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)
-    return torch.compile(fast) if compile else fast
+    return torch.compile(fast, options={"freezing": True}) if compile else fast
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
@@ -317,7 +325,8 @@ def _axis_plan(
     """Resampling of the window [lo, hi) of an axis of length `full` resized to `scaled`.
 
     Returns the source slice to read, the matrix source -> scaled window (its first row and its
-    length multiples of `stride` where possible) and the matrix scaled window -> [lo, hi), both bilinear like F.interpolate.
+    length multiples of `stride` where possible) and the matrix scaled window -> [lo, hi), both
+    bilinear like F.interpolate.
     """
     ratio = scaled / full
     j_lo = max(0, math.floor(lo * ratio) - 1) // stride * stride
@@ -330,7 +339,9 @@ def _axis_plan(
     return slice(a, b), to_scaled, back
 
 
-def _resize_matrix(start: int, stop: int, src_size: int, dst_size: int, lo: int, hi: int) -> torch.Tensor:
+def _resize_matrix(
+    start: int, stop: int, src_size: int, dst_size: int, lo: int, hi: int
+) -> torch.Tensor:
     """Rows start..stop of the bilinear (align_corners=False) resize src_size -> dst_size,
     restricted to source indices lo..hi-1 (indices outside are clamped into that range)."""
     dst = torch.arange(start, stop, dtype=torch.float64)
@@ -354,7 +365,7 @@ def _starts(length: int, size: int, step: int) -> list[int]:
 def _ramp(size: int, overlap: int) -> torch.Tensor:
     """Blending weights: rise linearly over `overlap` pixels at both ends, 1 in between, never 0."""
     i = torch.arange(size, dtype=torch.float32)
-    return torch.minimum(torch.minimum(i + 1, size - i), torch.tensor(overlap + 1.0)) / (overlap + 1)
+    return torch.clamp(torch.minimum(i + 1, size - i), max=overlap + 1.0) / (overlap + 1)
 
 
 def _softmax_(logits: torch.Tensor, rows: int = 256) -> torch.Tensor:
@@ -419,7 +430,8 @@ def _writable_dir(outdir: Path) -> Path:
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ValueError(f"{outdir}: cannot create the output folder ({err.strerror or err})") from None
+        reason = err.strerror or err
+        raise ValueError(f"{outdir}: cannot create the output folder ({reason})") from None
     if not os.access(outdir, os.W_OK):
         raise ValueError(f"{outdir}: the output folder is not writable")
     return outdir

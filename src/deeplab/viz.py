@@ -85,7 +85,9 @@ def classes_and_palette(meta: Any) -> tuple[list[str], list[tuple[int, int, int]
 
         palette = [tuple(int(c) for c in rgb) for rgb in voc_palette(num_classes)]
     if len(palette) != num_classes:
-        raise ValueError(f"the model has {num_classes} classes but its palette {len(palette)} colours")
+        raise ValueError(
+            f"the model has {num_classes} classes but its palette {len(palette)} colours"
+        )
     from .palette import default_classes
 
     classes = list(meta.classes or []) or default_classes(num_classes)
