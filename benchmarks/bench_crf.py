@@ -5,7 +5,8 @@ with a network-like softmax (class evidence at 1/8 resolution, noisy, bilinearly
 Prints, per parameter set: label agreement and mean |Q - Q_ref|, pixel accuracy against the
 ground truth before and after the CRF; then time per image (median of --repeats, lattice
 construction included): ours on one thread, on all threads (one image, and a batch), and
-pydensecrf2 (single-threaded), with ratios; then the first-call compile time in a new process
+pydensecrf2 (single-threaded), with ratios, and how many cores the threaded runs really got
+(other work on the machine takes some); then the first-call compile time in a new process
 with a cold and with a warm on-disk cache.
 
     python benchmarks/bench_crf.py [--repeats 5] [--batch 4] [--skip-compile]
@@ -81,21 +82,24 @@ def timings(cases: dict, repeats: int, batch: int) -> None:
     print(f"\n## Time per image, DeepLab v2 defaults, median of {repeats} (load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)\n")
     print(f"| input | pydensecrf2 (1 thread) | ours, 1 thread | ratio | ours, {threads} threads | ratio | "
-          f"ours, batch of {batch}, {threads} threads | ratio |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+          f"ours, batch of {batch}, {threads} threads | ratio | cores we got (CPU time / wall) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     crf, params = DenseCRF(), next(iter(PARAMETERS.values()))
     for name, (image, probs, _) in cases.items():
         runs = {"ref": [], "one": [], "all": [], "batch": []}
+        cpu = wall = 0.0
         for _ in range(repeats):  # interleaved, so that load from others falls on all alike
             runs["ref"].append(clock(lambda: reference(image, probs, **params)))
             numba.set_num_threads(1)
             runs["one"].append(clock(lambda: crf(image, probs)))
             numba.set_num_threads(threads)
+            start = time.process_time()
             runs["all"].append(clock(lambda: crf(image, probs)))
             runs["batch"].append(clock(lambda: crf.batch([image] * batch, [probs] * batch)) / batch)
+            cpu, wall = cpu + time.process_time() - start, wall + runs["all"][-1] + batch * runs["batch"][-1]
         ref, one, every, batched = (statistics.median(runs[k]) for k in ("ref", "one", "all", "batch"))
         print(f"| {name} | {ref:.3f} s | {one:.3f} s | {one / ref:.2f}x | {every:.3f} s | {every / ref:.2f}x | "
-              f"{batched:.3f} s | {batched / ref:.2f}x |")  # fmt: skip
+              f"{batched:.3f} s | {batched / ref:.2f}x | {cpu / wall:.2f} |")  # fmt: skip
 
 
 def clock(fn) -> float:
