@@ -1,13 +1,12 @@
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 import deeplab
 from deeplab.data.shapes import ShapesDataset
-from deeplab.demo import coarse_scores, format_table, run_demo, shipped_weights
+from deeplab.demo import format_table, run_demo, shipped_weights
 from deeplab.weights import save_checkpoint
 
 
@@ -42,17 +41,6 @@ def test_format_table_has_one_row_per_strategy():
     assert rows[2].split()[-1] == "0.250"
 
 
-def test_coarse_scores_are_blurred_probabilities_that_mostly_agree():
-    truth = np.zeros((64, 80), dtype=np.int64)
-    truth[16:48, 20:60] = 3
-    probs = coarse_scores(truth, 5)
-    assert probs.shape == (5, 64, 80)
-    np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)
-    agree = (probs.argmax(0) == truth).mean()
-    assert agree > 0.8
-    assert probs.max(0).min() < 0.9  # not one-hot: evidence is soft near boundaries
-
-
 def test_shipped_model_is_in_the_package():
     path = shipped_weights()
     if not path.exists():
@@ -60,3 +48,22 @@ def test_shipped_model_is_in_the_package():
     model = deeplab.load_model(path)
     assert model.meta.classes == list(ShapesDataset("val", 1).classes)
     assert path.stat().st_size <= 15 * 2**20
+
+
+@pytest.mark.slow
+def test_shipped_model_quality_and_what_the_crf_adds():
+    """The figures the README reports, on the first 20 held-out scenes (200 in the README)."""
+    from deeplab import DenseCRF, Segmenter
+    from deeplab.evaluate import evaluate
+
+    model = deeplab.load_model(shipped_weights())
+    data = ShapesDataset("val", 20)
+    multi = {"scales": (0.75, 1.0, 1.25, 1.5), "flip": True}
+    single = evaluate(Segmenter(model), data, progress=False)
+    ms = evaluate(Segmenter(model, **multi), data, progress=False)
+    crf = evaluate(Segmenter(model, crf=DenseCRF(), **multi), data, progress=False)
+    assert single["miou"] > 0.45
+    assert ms["miou"] > single["miou"] - 0.01
+    assert crf["miou"] > ms["miou"] + 0.03
+    band = crf["trimap"]["widths"].index(2)
+    assert crf["trimap"]["miou"][band] > ms["trimap"]["miou"][band] + 0.05

