@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 
@@ -153,6 +155,8 @@ def train_cmd(config_path, overrides, output, resume, resume_from, backbone_weig
         result = run_training(cfg, resume_from or ("auto" if resume else None), device, progress=not quiet)
     except (ValueError, NonFiniteLossError, FileNotFoundError) as err:
         raise click.ClickException(str(err).splitlines()[0] if str(err) else repr(err))
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, one summary (rank 0's) is enough
     best = f", best val mIoU {100 * result.best_miou:.2f}% ({result.best_checkpoint})" if result.best_miou is not None else ""
     click.echo(f"trained {result.iterations} iterations -> {result.last_checkpoint}{best}")
 
