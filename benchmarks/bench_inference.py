@@ -30,19 +30,14 @@ MEMORY_SIZES = [(1000, 750), (2000, 1500), (4000, 3000)]
 
 def torchvision_model() -> torch.nn.Module:
     """torchvision's deeplabv3_resnet101, random init, BN statistics randomised (fixed seed)."""
-    from tv import import_torchvision
+    from tv import import_torchvision, randomise_batchnorm
 
     tv = import_torchvision()
     if tv is None:
         raise SystemExit("torchvision cannot be imported here; nothing to compare against")
     torch.manual_seed(0)
     model = tv.models.segmentation.deeplabv3_resnet101(weights=None, weights_backbone=None)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.normal_(0, 0.1)
+    randomise_batchnorm(model)
     return model.eval()
 
 

@@ -19,3 +19,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tv():
+    """The torchvision module for parity tests; the test is skipped where it cannot be imported."""
+    from tv import import_torchvision
+
+    module = import_torchvision()
+    if module is None:
+        pytest.skip("torchvision cannot be imported")
+    return module

@@ -358,12 +358,7 @@ def test_aux_loss_and_bf16(tmp_path):
     assert any(not torch.equal(a, p) for a, p in zip(before, aux.parameters()))  # the aux head learned
 
 
-def test_backbone_weights_from_torchvision(tmp_path):
-    from tv import import_torchvision
-
-    tv = import_torchvision()
-    if tv is None:
-        pytest.skip("torchvision cannot be imported here")
+def test_backbone_weights_from_torchvision(tmp_path, tv):
     path = tmp_path / "mobilenet_v2.pth"
     torch.save(tv.models.mobilenet_v2(width_mult=0.25).state_dict(), path)
     cfg = _config(tmp_path, "train.iterations=1", f"train.backbone_weights={path}")

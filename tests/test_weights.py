@@ -1,7 +1,7 @@
 import pytest
 import torch
 from click.testing import CliRunner
-from tv import import_torchvision
+from tv import randomise_batchnorm
 
 from deeplab import MultiScale, build_model, load_model
 from deeplab.cli import main
@@ -48,21 +48,9 @@ def test_output_stride_override_scales_stored_rates(tmp_path, small_model):
     assert model.output_stride == 8 and model.meta.config["atrous_rates"] == (12, 24, 36)
 
 
-def randomise_batchnorm(model):
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-
-
 @pytest.mark.parametrize("aux", [False, True])
 @pytest.mark.parametrize("depth", [50, pytest.param(101, marks=pytest.mark.slow)])
-def test_torchvision_deeplabv3_gives_the_same_logits(tmp_path, depth, aux):
-    tv = import_torchvision()
-    if tv is None:
-        pytest.skip("torchvision cannot be imported")
+def test_torchvision_deeplabv3_gives_the_same_logits(tmp_path, depth, aux, tv):
     torch.manual_seed(depth)
     factory = getattr(tv.models.segmentation, f"deeplabv3_resnet{depth}")
     reference = factory(weights=None, weights_backbone=None, num_classes=5, aux_loss=aux).eval()

@@ -30,3 +30,15 @@ def import_torchvision() -> types.ModuleType | None:
 
 
 _KEEP: list = []
+
+
+def randomise_batchnorm(model) -> None:
+    """Non-trivial BN statistics and affine parameters, so parity tests exercise batch norm."""
+    import torch
+
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)

@@ -18,6 +18,7 @@ from deeplab.report import Report
 
 SHIPPED_MODEL = "shapes-mobilenetv2.pt"
 TRIMAP_SHOWN = (2, 5, 10, 20)
+HEADER = ["strategy", "mIoU", "pixel acc"] + [f"trimap {w}px" for w in TRIMAP_SHOWN] + ["s/image"]
 STRATEGIES: dict[str, dict[str, Any]] = {
     "single scale": {"scales": (1.0,)},
     "multi-scale + flip": {"scales": (0.75, 1.0, 1.25, 1.5), "flip": True, "fusion": "mean"},
@@ -74,12 +75,11 @@ def run_demo(
 
 def format_table(results: list[dict]) -> str:
     """One row per strategy: mIoU, pixel accuracy, trimap mIoU at a few widths, time per image."""
-    header = ["strategy", "mIoU", "pixel acc"] + [f"trimap {w}px" for w in TRIMAP_SHOWN] + ["s/image"]
     rows = [_row(r) for r in results]
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    widths = [max(len(str(x)) for x in col) for col in zip(HEADER, *rows)]
     line = lambda cells: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)  # noqa: E731
                                    for i, (c, w) in enumerate(zip(cells, widths)))
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+    return "\n".join([line(HEADER), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
 def _row(result: dict) -> list[str]:
@@ -102,8 +102,7 @@ def _report(results: list[dict], weights: Path, n: int) -> Report:
     )
     report.heading("Scores", "mIoU and pixel accuracy in %, trimap = mIoU (%) within a band of that "
                    "width around the ground-truth object boundaries (DeepLab v2, Sec. 4.1.3).")
-    header = ["strategy", "mIoU", "pixel acc"] + [f"trimap {w}px" for w in TRIMAP_SHOWN] + ["s/image"]
-    report.table(header, [_row(r) for r in results])
+    report.table(HEADER, [_row(r) for r in results])
     return report
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from deeplab.data.base import DatasetError
-from deeplab.data.shapes import CLASSES, PALETTE, ShapesDataset, _object_sizes, generate
+from deeplab.data.shapes import CLASSES, ShapesDataset, _object_sizes, generate
 
 
 def test_samples_are_deterministic_and_splits_differ():

@@ -1,6 +1,5 @@
 import pytest
 import torch
-from tv import import_torchvision
 
 from deeplab.models import ASPP, DeepLabV3Head, DeepLabV3PlusHead, FCNHead, aspp_v2_head
 
@@ -9,10 +8,7 @@ def shapes(module):
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
 
-def test_v3_head_and_aux_head_have_torchvision_keys():
-    tv = import_torchvision()
-    if tv is None:
-        pytest.skip("torchvision cannot be imported")
+def test_v3_head_and_aux_head_have_torchvision_keys(tv):
     from torchvision.models.segmentation.deeplabv3 import DeepLabHead
     from torchvision.models.segmentation.fcn import FCNHead as TVFCNHead
 

@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from tv import import_torchvision
+from tv import randomise_batchnorm
 
 from deeplab import build_model
 from deeplab.models import MobileNetV2
@@ -36,15 +36,9 @@ def test_width_mult_scales_channels():
         assert model(torch.randn(1, 3, 33, 47)).shape == (1, 3, 33, 47)
 
 
-def test_keys_are_torchvision_keys_and_imagenet_weights_load(tmp_path):
-    tv = import_torchvision()
-    if tv is None:
-        pytest.skip("torchvision cannot be imported")
+def test_keys_are_torchvision_keys_and_imagenet_weights_load(tmp_path, tv):
     reference = tv.models.mobilenet_v2(weights=None).eval()
-    for m in reference.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
+    randomise_batchnorm(reference)
     torch.save(reference.state_dict(), tmp_path / "mobilenet_v2.pth")
     model = build_model("deeplabv3-mobilenetv2", output_stride=32, pretrained_backbone=tmp_path / "mobilenet_v2.pth")
     x = torch.randn(1, 3, 65, 49)

@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from tv import import_torchvision
+from tv import randomise_batchnorm
 
 from deeplab import build_model
 from deeplab.models import ResNet
@@ -73,15 +73,9 @@ def test_bad_arguments_name_the_argument():
         ResNet(50, 16, multi_grid=(1, 2))
 
 
-def test_keys_are_torchvision_resnet_keys_and_imagenet_weights_load(tmp_path):
-    tv = import_torchvision()
-    if tv is None:
-        pytest.skip("torchvision cannot be imported")
+def test_keys_are_torchvision_resnet_keys_and_imagenet_weights_load(tmp_path, tv):
     reference = tv.models.resnet50(weights=None).eval()
-    for m in reference.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
+    randomise_batchnorm(reference)
     state = reference.state_dict()
     net = ResNet(50, 32)
     assert set(net.state_dict()) == {k for k in state if not k.startswith("fc.")}

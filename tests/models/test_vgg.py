@@ -3,7 +3,6 @@ import math
 import pytest
 import torch
 from torch import nn
-from tv import import_torchvision
 
 from deeplab import build_model
 from deeplab.models import VGG16
@@ -43,10 +42,7 @@ def test_v2_vgg_aspp_branches_are_summed(name, rates):
         assert torch.allclose(model.classifier(x), sum(b(x) for b in model.classifier.branches), atol=1e-5)
 
 
-def test_keys_are_torchvision_vgg16_feature_keys():
-    tv = import_torchvision()
-    if tv is None:
-        pytest.skip("torchvision cannot be imported")
+def test_keys_are_torchvision_vgg16_feature_keys(tv):
     with torch.device("meta"):
         reference = tv.models.vgg16(weights=None)
     assert set(VGG16(8).state_dict()) == {k for k in reference.state_dict() if k.startswith("features.")}
