@@ -26,11 +26,10 @@ from pathlib import Path
 import numba
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "crf"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from crf_cases import synthetic_case, voc_case  # noqa: E402
-
-from deeplab.crf import DenseCRF  # noqa: E402
+from crf_cases import synthetic_case, voc_case
+from deeplab.crf import DenseCRF
 
 PARAMETERS = {
     "DeepLab v2 VOC (w1=4 a=67 b=3, w2=3 g=1)": dict(w1=4, theta_alpha=67, theta_beta=3, w2=3, theta_gamma=1),
@@ -72,17 +71,23 @@ def agreement(cases: dict) -> None:
         before = (probs.argmax(0) == gt).mean()
         for label, params in PARAMETERS.items():
             ours, ref = DenseCRF(**params)(image, probs), reference(image, probs, **params)
-            print(f"| {name} | {label} | {(ours.argmax(0) == ref.argmax(0)).mean():.5%} | "
-                  f"{np.abs(ours - ref).mean():.1e} | {before:.2%} | {(ours.argmax(0) == gt).mean():.2%} | "
-                  f"{(ref.argmax(0) == gt).mean():.2%} |")  # fmt: skip
+            print(
+                f"| {name} | {label} | {(ours.argmax(0) == ref.argmax(0)).mean():.5%} | "
+                f"{np.abs(ours - ref).mean():.1e} | {before:.2%} | {(ours.argmax(0) == gt).mean():.2%} | "
+                f"{(ref.argmax(0) == gt).mean():.2%} |"
+            )
 
 
 def timings(cases: dict, repeats: int, batch: int) -> None:
     threads = numba.config.NUMBA_NUM_THREADS
-    print(f"\n## Time per image, DeepLab v2 defaults, median of {repeats} (load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)\n")
-    print(f"| input | pydensecrf2 (1 thread) | ours, 1 thread | ratio | ours, {threads} threads | ratio | "
-          f"ours, batch of {batch}, {threads} threads | ratio | cores we got (CPU time / wall) |")  # fmt: skip
+    print(
+        f"\n## Time per image, DeepLab v2 defaults, median of {repeats} (load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)\n"
+    )
+    print(
+        f"| input | pydensecrf2 (1 thread) | ours, 1 thread | ratio | ours, {threads} threads | ratio | "
+        f"ours, batch of {batch}, {threads} threads | ratio | cores we got (CPU time / wall) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     crf, params = DenseCRF(), next(iter(PARAMETERS.values()))
     for name, (image, probs, _) in cases.items():
@@ -98,8 +103,10 @@ def timings(cases: dict, repeats: int, batch: int) -> None:
             runs["batch"].append(clock(lambda: crf.batch([image] * batch, [probs] * batch)) / batch)
             cpu, wall = cpu + time.process_time() - start, wall + runs["all"][-1] + batch * runs["batch"][-1]
         ref, one, every, batched = (statistics.median(runs[k]) for k in ("ref", "one", "all", "batch"))
-        print(f"| {name} | {ref:.3f} s | {one:.3f} s | {one / ref:.2f}x | {every:.3f} s | {every / ref:.2f}x | "
-              f"{batched:.3f} s | {batched / ref:.2f}x | {cpu / wall:.2f} |")  # fmt: skip
+        print(
+            f"| {name} | {ref:.3f} s | {one:.3f} s | {one / ref:.2f}x | {every:.3f} s | {every / ref:.2f}x | "
+            f"{batched:.3f} s | {batched / ref:.2f}x | {cpu / wall:.2f} |"
+        )
 
 
 def clock(fn) -> float:
@@ -113,8 +120,9 @@ def compile_times() -> None:
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
         for label in ("cold cache (compiles)", "warm cache (loads)"):
-            out = subprocess.run([sys.executable, "-c", COMPILE_PROBE], env=env, capture_output=True, text=True,
-                                 check=True).stdout.split()  # fmt: skip
+            out = subprocess.run(
+                [sys.executable, "-c", COMPILE_PROBE], env=env, capture_output=True, text=True, check=True
+            ).stdout.split()
             print(f"- {label}: import {float(out[0]):.2f} s, first-call overhead {float(out[1]):.2f} s")
 
 

@@ -64,9 +64,8 @@ def interleaved_medians(runners: dict, repeats: int) -> tuple[dict, dict]:
 
 def speed(threads: int, repeats: int, workdir: Path) -> list[tuple[str, float, float, float]]:
     """Rows (name, median seconds, speed-up over torchvision, label agreement with it)."""
-    from tiny_model import tiny_image
-
     from deeplab.inference import Segmenter
+    from tiny_model import tiny_image
 
     torch.set_num_threads(threads)
     image = tiny_image(SIZE, SIZE, seed=7)
@@ -93,8 +92,7 @@ def speed(threads: int, repeats: int, workdir: Path) -> list[tuple[str, float, f
         runners[name] = lambda seg=seg: seg(image).labels
     medians, labels = interleaved_medians(runners, repeats)
     base, ref = medians["torchvision eager fp32"], labels["torchvision eager fp32"]
-    return [(name, medians[name], base / medians[name], float((labels[name] == ref).mean()))
-            for name in runners]  # fmt: skip
+    return [(name, medians[name], base / medians[name], float((labels[name] == ref).mean())) for name in runners]
 
 
 def memory_child(height: int, width: int, tiled: bool, threads: int) -> None:
@@ -117,16 +115,21 @@ def memory(threads: int) -> list[tuple[str, str, float, float, float]]:
     rows = []
     for height, width in MEMORY_SIZES:
         for tiled in (False, True):
-            args = [sys.executable, __file__, "--memory-child", f"{height},{width},{int(tiled)}",
-                    "--threads", str(threads)]  # fmt: skip
+            args = [
+                sys.executable,
+                __file__,
+                "--memory-child",
+                f"{height},{width},{int(tiled)}",
+                "--threads",
+                str(threads),
+            ]
             done = subprocess.run(args, capture_output=True, text=True)
             if done.returncode != 0:
                 print(done.stderr[-2000:], file=sys.stderr)
                 continue
             r = json.loads(done.stdout.strip().splitlines()[-1])
             extra = r["peak"] - r["baseline"] - r["outputs"]
-            rows.append((f"{width}x{height}", "tiled" if tiled else "untiled",
-                         r["peak"], r["outputs"], extra))  # fmt: skip
+            rows.append((f"{width}x{height}", "tiled" if tiled else "untiled", r["peak"], r["outputs"], extra))
             print(f"  {width}x{height} tiled={tiled}: peak {r['peak']:.0f} MiB", file=sys.stderr)
     return rows
 
@@ -150,8 +153,10 @@ def main() -> int:
             rows = speed(args.threads, args.repeats, Path(tmp))
         load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
         print(f"\nmachine load average (1/5/15 min) at the end: {load} on {os.cpu_count()} cores")
-        print(f"Speed at {SIZE}x{SIZE}, {args.threads} threads, median of {args.repeats} runs "
-              f"(CPU bf16 support: {'AVX512-BF16 or AMX present' if _has_bf16() else 'none'})")  # fmt: skip
+        print(
+            f"Speed at {SIZE}x{SIZE}, {args.threads} threads, median of {args.repeats} runs "
+            f"(CPU bf16 support: {'AVX512-BF16 or AMX present' if _has_bf16() else 'none'})"
+        )
         print(f"{'path':44s} {'time (s)':>9s} {'speed-up':>9s} {'labels = tv':>12s}")
         for name, seconds, ratio, agree in rows:
             print(f"{name:44s} {seconds:9.3f} {ratio:8.2f}x {100 * agree:11.3f}%")
@@ -165,7 +170,7 @@ def main() -> int:
 
 
 def _has_bf16() -> bool:
-    from deeplab.inference import _fast_bf16
+    from deeplab.inference.backends import fast_bf16 as _fast_bf16
 
     return _fast_bf16()
 

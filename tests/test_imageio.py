@@ -14,8 +14,9 @@ def _save(tmp_path, name, img, **kw):
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "I;16", "RGB"])
 def test_read_image_any_mode_gives_rgb_uint8(tmp_path, mode):
     rgb = Image.fromarray(np.random.default_rng(0).integers(0, 255, (7, 9, 3), dtype=np.uint8))
-    img = rgb.convert(mode) if mode != "I;16" else Image.fromarray(
-        (np.arange(63).reshape(7, 9) * 1000).astype(np.uint16))
+    img = (
+        rgb.convert(mode) if mode != "I;16" else Image.fromarray((np.arange(63).reshape(7, 9) * 1000).astype(np.uint16))
+    )
     path = _save(tmp_path, "x.tif" if mode in ("CMYK", "I;16") else "x.png", img)
     arr = read_image(path)
     assert arr.shape == (7, 9, 3) and arr.dtype == np.uint8

@@ -16,9 +16,13 @@ class TinyNet(nn.Module):
         super().__init__()
         torch.manual_seed(seed)
         self.backbone = nn.Sequential(
-            nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-            nn.Conv2d(8, 8, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-        )  # fmt: skip
+            nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Conv2d(8, 8, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+        )
         self.classifier = nn.Conv2d(8, num_classes, 1)
         nn.init.normal_(self.classifier.weight, std=2.0)  # confident, well-separated classes
         for m in self.modules():  # non-trivial running statistics, so folding is exercised
@@ -29,16 +33,17 @@ class TinyNet(nn.Module):
                 m.bias.data.uniform_(-0.2, 0.2)
         self.output_stride = 4
         self.meta = SimpleNamespace(
-            arch="tiny", config={"num_classes": num_classes},
+            arch="tiny",
+            config={"num_classes": num_classes},
             classes=[f"c{i}" for i in range(num_classes)],
             palette=[(60 * i, 255 - 60 * i, 30 * i) for i in range(num_classes)],
-            mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-        )  # fmt: skip
+            mean=(0.485, 0.456, 0.406),
+            std=(0.229, 0.224, 0.225),
+        )
         self.eval()
 
     def forward(self, x: torch.Tensor, return_aux: bool = False) -> torch.Tensor:
-        out = F.interpolate(self.classifier(self.backbone(x)), size=x.shape[-2:],
-                            mode="bilinear", align_corners=False)  # fmt: skip
+        out = F.interpolate(self.classifier(self.backbone(x)), size=x.shape[-2:], mode="bilinear", align_corners=False)
         return {"out": out} if return_aux else out
 
 

@@ -16,9 +16,7 @@ def import_torchvision() -> types.ModuleType | None:
 
         lib = torch.library.Library("torchvision", "DEF")
         lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        lib.define(
-            "qnms(Tensor dets, Tensor scores, float iou_threshold, float scale, int zero_point) -> Tensor"
-        )
+        lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold, float scale, int zero_point) -> Tensor")
         _KEEP.append(lib)
     except Exception:  # schemas already defined, or torch missing
         pass

@@ -1,5 +1,5 @@
 """`python -m deeplab ...` (and `torchrun -m deeplab train ...` for distributed training)."""
 
-from deeplab.cli import main
+from deeplab.apps.cli import main
 
 main()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import glob
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from deeplab.atomic import atomic_write
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -22,9 +24,42 @@ def _open(path: str | Path) -> Image.Image:
         img.load()
     except FileNotFoundError:
         raise ImageReadError(f"{path}: no such file") from None
+    except Image.DecompressionBombError:
+        raise ImageReadError(
+            f"{path}: refusing to decode, it declares more than twice PIL's limit of {Image.MAX_IMAGE_PIXELS} pixels "
+            "(a decompression bomb?)"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageReadError(f"{path}: not a readable image ({err})") from None
     return img
+
+
+# EXIF orientation tag value -> the PIL transpose that shows the image upright
+_ORIENTATIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def exif_orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag of an opened image (1 = upright, also when there is none)."""
+    try:
+        value = int(img.getexif().get(0x0112, 1))
+    except (TypeError, ValueError):
+        return 1
+    return value if value in _ORIENTATIONS else 1
+
+
+def orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (2..8) to an HxW or HxWxC uint8 array; 1 returns it unchanged."""
+    if orientation not in _ORIENTATIONS:
+        return array
+    return np.asarray(Image.fromarray(array).transpose(_ORIENTATIONS[orientation]))
 
 
 def to_rgb(img: Image.Image) -> np.ndarray:
@@ -47,9 +82,20 @@ def read_image(path: str | Path) -> np.ndarray:
     return to_rgb(_open(path))
 
 
-def read_mask(path: str | Path) -> np.ndarray:
-    """Read a label map as HxW uint8: palette indices as they are, gray values as they are."""
+def read_image_oriented(path: str | Path) -> tuple[np.ndarray, int]:
+    """(HxWx3 uint8 RGB with EXIF orientation applied, the orientation tag that was applied)."""
     img = _open(path)
+    return to_rgb(img), exif_orientation(img)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a label map as HxW uint8: palette indices as they are, gray values as they are
+    (with the file's own EXIF orientation applied, like images)."""
+    img = _open(path)
+    return orient(_mask_values(img, path), exif_orientation(img))
+
+
+def _mask_values(img: Image.Image, path: str | Path) -> np.ndarray:
     if img.mode in ("P", "L"):
         return np.asarray(img, dtype=np.uint8)
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -57,17 +103,13 @@ def read_mask(path: str | Path) -> np.ndarray:
         if arr.max() > 255:
             raise ImageReadError(f"{path}: label values up to {arr.max()} do not fit uint8")
         return arr.astype(np.uint8)
-    raise ImageReadError(
-        f"{path}: a label map must be a palette or grayscale PNG, found mode {img.mode}"
-    )
+    raise ImageReadError(f"{path}: a label map must be a palette or grayscale PNG, found mode {img.mode}")
 
 
-def write_label_png(
-    path: str | Path, labels: np.ndarray, palette: Sequence[Sequence[int]] | None = None
-) -> None:
+def write_label_png(path: str | Path, labels: np.ndarray, palette: Sequence[Sequence[int]] | None = None) -> None:
     """Write an HxW label map as a palette PNG (class index = pixel value)."""
     labels = np.asarray(labels)
-    if labels.ndim != 2 or labels.size and (labels.min() < 0 or labels.max() > 255):
+    if labels.ndim != 2 or (labels.size and (labels.min() < 0 or labels.max() > 255)):
         raise ValueError(f"{path}: labels must be a 2-D map of values 0..255")
     img = Image.fromarray(labels.astype(np.uint8), mode="P")
     flat = [int(c) for rgb in (palette or []) for c in rgb[:3]]
@@ -75,10 +117,7 @@ def write_label_png(
     if palette is not None and len(palette) < 256:
         flat[255 * 3 : 256 * 3] = [224, 224, 192]  # VOC's colour for ignore (255)
     img.putpalette(flat[:768])
-    try:
-        img.save(path)
-    except OSError as err:
-        raise ImageReadError(f"{path}: cannot write ({err.strerror or err})") from None
+    atomic_write(path, lambda f: img.save(f, format="PNG"))
 
 
 def list_images(inputs: Sequence[str | Path]) -> list[Path]:

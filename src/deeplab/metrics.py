@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -26,9 +27,7 @@ def _valid_pairs(pred: Any, target: Any, num_classes: int, ignore_index: int):
     for name, a in (("target", t), ("prediction", p)):
         if a.size and (a.min() < 0 or a.max() >= num_classes):
             bad = np.unique(a[(a < 0) | (a >= num_classes)])[:8].tolist()
-            raise ValueError(
-                f"{name} has values {bad} outside 0..{num_classes - 1} (ignore={ignore_index})"
-            )
+            raise ValueError(f"{name} has values {bad} outside 0..{num_classes - 1} (ignore={ignore_index})")
     return t, p
 
 
@@ -64,7 +63,7 @@ class ConfusionMatrix:
         self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
 
     @classmethod
-    def from_matrix(cls, matrix: Any, ignore_index: int = 255) -> "ConfusionMatrix":
+    def from_matrix(cls, matrix: Any, ignore_index: int = 255) -> ConfusionMatrix:
         """Wrap an existing (e.g. all-reduced) CxC count matrix."""
         m = _as_numpy(matrix).astype(np.int64)
         if m.ndim != 2 or m.shape[0] != m.shape[1]:
@@ -79,7 +78,7 @@ class ConfusionMatrix:
         c = self.num_classes
         self.matrix += np.bincount(t * c + p, minlength=c * c).reshape(c, c)
 
-    def merge(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
+    def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
         """Add another matrix's counts into this one (e.g. from another process); returns self."""
         if other.matrix.shape != self.matrix.shape:
             raise ValueError(f"cannot merge {other.matrix.shape} into {self.matrix.shape}")
@@ -121,9 +120,7 @@ class TrimapMetric:
     side of an edge); ignore pixels are never scored.
     """
 
-    def __init__(
-        self, num_classes: int, widths: Iterable[int] = range(1, 41), ignore_index: int = 255
-    ) -> None:
+    def __init__(self, num_classes: int, widths: Iterable[int] = range(1, 41), ignore_index: int = 255) -> None:
         self.widths = sorted(int(w) for w in widths)
         if not self.widths or self.widths[0] < 1:
             raise ValueError(f"trimap widths must be integers >= 1, got {list(widths)}")
@@ -152,7 +149,7 @@ class TrimapMetric:
         idx = (k * c + t) * c + p
         self.counts += np.bincount(idx, minlength=kmax * c * c).reshape(kmax, c, c)
 
-    def merge(self, other: "TrimapMetric") -> "TrimapMetric":
+    def merge(self, other: TrimapMetric) -> TrimapMetric:
         """Add another metric's counts (same widths and classes); returns self."""
         if other.counts.shape != self.counts.shape:
             raise ValueError(f"cannot merge trimap counts {other.counts.shape} into {self.counts.shape}")

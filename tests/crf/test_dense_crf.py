@@ -8,8 +8,8 @@ import sys
 import numba
 import numpy as np
 import pytest
-from crf_cases import network_probs, photo_like, synthetic_case, voc_case
 
+from crf_cases import network_probs, photo_like, synthetic_case, voc_case
 from deeplab.crf import DenseCRF
 
 PARAMETERS = [
@@ -39,8 +39,10 @@ def brute_force(image, probs, w1, theta_alpha, theta_beta, w2, theta_gamma, iter
     rgb = image.reshape(-1, 3).astype(np.float64)
     unary = -np.log(np.clip(probs.reshape(c, -1).T, 1e-5, 1))
     terms = []
-    for weight, f in ((w2, np.stack([xs, ys], 1) / theta_gamma),
-                      (w1, np.concatenate([np.stack([xs, ys], 1) / theta_alpha, rgb / theta_beta], 1))):  # fmt: skip
+    for weight, f in (
+        (w2, np.stack([xs, ys], 1) / theta_gamma),
+        (w1, np.concatenate([np.stack([xs, ys], 1) / theta_alpha, rgb / theta_beta], 1)),
+    ):
         k = np.exp(-((f[:, None] - f[None]) ** 2).sum(-1) / 2)
         terms.append((weight, k, 1 / np.sqrt(k.sum(1))))
     q = softmax(-unary)
@@ -139,12 +141,15 @@ def test_logits():
     np.testing.assert_allclose(crf(image, logits, from_logits=True), crf(image, probs), atol=1e-5)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda p: -p, "negative"),
-    (lambda p: p * 2, "sums over classes"),
-    (lambda p: np.where(p > 0.5, np.nan, p), "NaN"),
-    (lambda p: p[0], "C x H x W"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda p: -p, "negative"),
+        (lambda p: p * 2, "sums over classes"),
+        (lambda p: np.where(p > 0.5, np.nan, p), "NaN"),
+        (lambda p: p[0], "C x H x W"),
+    ],
+)
 def test_bad_probs(change, message):
     image, probs, _ = small_case(6, 8, 3)
     with pytest.raises(ValueError, match=message) as err:
@@ -176,8 +181,17 @@ def test_gray_rgba_and_float_images_are_converted():
     np.testing.assert_array_equal(out, crf(np.clip(image.astype(np.int32) * 2, 0, 255).astype(np.uint8), probs))
 
 
-@pytest.mark.parametrize("params", [dict(theta_alpha=0), dict(theta_beta=-1), dict(w1=-1),
-                                    dict(iterations=-1), dict(iterations=1.5), dict(theta_gamma=np.nan)])  # fmt: skip
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(theta_alpha=0),
+        dict(theta_beta=-1),
+        dict(w1=-1),
+        dict(iterations=-1),
+        dict(iterations=1.5),
+        dict(theta_gamma=np.nan),
+    ],
+)
 def test_bad_parameters(params):
     with pytest.raises(ValueError, match=next(iter(params))):
         DenseCRF(**params)
@@ -195,6 +209,7 @@ def test_a_new_process_loads_the_compiled_kernels_from_the_cache():
         "DenseCRF()(image, probs); print((t1 - t0) - (time.perf_counter() - t1))\n"
     )
     for _ in range(2):  # the first run fills the cache if this checkout's is cold
-        overhead = float(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                                        check=True).stdout)  # fmt: skip
+        overhead = float(
+            subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+        )
     assert overhead < 1.0

@@ -2,9 +2,8 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from fake_trees import image, labels, write
-
 from deeplab.data import DatasetError, MaskValueError, build_dataset, scan_masks
+from fake_trees import image, labels, write
 
 
 def _voc(tmp_path, splits, masks=None):
@@ -106,7 +105,9 @@ def test_ade20k_shifts_labels_and_ignores_zero(tmp_path):
 
 
 def test_build_dataset_names_the_valid_choices():
-    with pytest.raises(ValueError, match="unknown dataset 'vco'; valid names: ade20k, cityscapes, folder, shapes, voc, voc_aug"):
+    with pytest.raises(
+        ValueError, match="unknown dataset 'vco'; valid names: ade20k, cityscapes, folder, shapes, voc, voc_aug"
+    ):
         build_dataset("vco", ".", "train")
     with pytest.raises(DatasetError, match="needs a root folder"):
         build_dataset("voc", None, "train")

@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
 
-from fake_trees import image, labels, write
-
 from deeplab.data import DatasetError, MaskValueError, build_dataset, scan_masks
 from deeplab.data.shapes import ShapesDataset, write_dataset
+from fake_trees import image, labels, write
 
 COLOURS = {"background": (0, 0, 0), "cat": (200, 0, 0), "traffic light": (0, 200, 0)}
 

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from deeplab.data.transforms import IMAGENET_MEAN, EvalTransform, TrainTransform, pad_to, resize
+from deeplab.constants import IMAGENET_MEAN
+from deeplab.data.transforms import EvalTransform, TrainTransform, pad_to, resize
 
 
 def _sample(h=40, w=60):

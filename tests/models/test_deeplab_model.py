@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from deeplab import build_model
-from deeplab.presets import PRESETS
+from deeplab.models.presets import PRESETS
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

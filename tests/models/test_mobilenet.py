@@ -2,10 +2,10 @@ import math
 
 import pytest
 import torch
-from tv import randomise_batchnorm
 
 from deeplab import build_model
 from deeplab.models import MobileNetV2
+from tv import randomise_batchnorm
 
 
 @pytest.mark.parametrize("output_stride", [8, 16, 32])

@@ -2,10 +2,10 @@ import math
 
 import pytest
 import torch
-from tv import randomise_batchnorm
 
 from deeplab import build_model
 from deeplab.models import ResNet
+from tv import randomise_batchnorm
 
 
 def conv2_strides_and_rates(layer):

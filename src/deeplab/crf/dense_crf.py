@@ -41,8 +41,15 @@ class DenseCRF:
     two kernels at once and splits the pixels' update, ``batch`` runs one image per thread.
     """
 
-    def __init__(self, w1: float = 4.0, theta_alpha: float = 67.0, theta_beta: float = 3.0,
-                 w2: float = 3.0, theta_gamma: float = 1.0, iterations: int = 10) -> None:  # fmt: skip
+    def __init__(
+        self,
+        w1: float = 4.0,
+        theta_alpha: float = 67.0,
+        theta_beta: float = 3.0,
+        w2: float = 3.0,
+        theta_gamma: float = 1.0,
+        iterations: int = 10,
+    ) -> None:
         for name, value in (("theta_alpha", theta_alpha), ("theta_beta", theta_beta), ("theta_gamma", theta_gamma)):
             if not (np.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value}")
@@ -55,8 +62,10 @@ class DenseCRF:
         self.w2, self.theta_gamma, self.iterations = float(w2), float(theta_gamma), int(iterations)
 
     def __repr__(self) -> str:
-        return (f"DenseCRF(w1={self.w1:g}, theta_alpha={self.theta_alpha:g}, theta_beta={self.theta_beta:g}, "
-                f"w2={self.w2:g}, theta_gamma={self.theta_gamma:g}, iterations={self.iterations})")  # fmt: skip
+        return (
+            f"DenseCRF(w1={self.w1:g}, theta_alpha={self.theta_alpha:g}, theta_beta={self.theta_beta:g}, "
+            f"w2={self.w2:g}, theta_gamma={self.theta_gamma:g}, iterations={self.iterations})"
+        )
 
     def __call__(self, image: np.ndarray, probs: np.ndarray, from_logits: bool = False) -> np.ndarray:
         """Refine ``probs`` (or logits, with ``from_logits=True``) CxHxW on ``image`` HxWx3."""
@@ -76,8 +85,9 @@ class DenseCRF:
         with ThreadPoolExecutor(workers) as pool:
             return list(pool.map(lambda pair: self._run(*pair, from_logits), zip(images, probs_list)))
 
-    def _run(self, image, probs, from_logits: bool, pool: ThreadPoolExecutor | None = None,
-             workers: int = 1) -> np.ndarray:  # fmt: skip
+    def _run(
+        self, image, probs, from_logits: bool, pool: ThreadPoolExecutor | None = None, workers: int = 1
+    ) -> np.ndarray:
         """One image; with a pool, its ``workers`` threads share each step."""
         probs = as_probs(probs, from_logits)
         c, h, w = probs.shape
@@ -124,8 +134,14 @@ def make_kernel(lattice: lat.Lattice, weight: float) -> _Kernel:
     return _Kernel(lattice, splat_weights, slice_weights)
 
 
-def mean_field(energy: np.ndarray, q: np.ndarray, kernels: list[_Kernel], iterations: int,
-               pool: ThreadPoolExecutor | None = None, parts: int = 1) -> np.ndarray:  # fmt: skip
+def mean_field(
+    energy: np.ndarray,
+    q: np.ndarray,
+    kernels: list[_Kernel],
+    iterations: int,
+    pool: ThreadPoolExecutor | None = None,
+    parts: int = 1,
+) -> np.ndarray:
     """``iterations`` updates Q = softmax(energy + sum_k w_k n_k K_k(n_k Q)) of ``q`` (N x C) in place.
 
     With a pool, the kernels' splat and blur run at once, then ``parts`` slices of the update.
@@ -154,8 +170,7 @@ def mean_field(energy: np.ndarray, q: np.ndarray, kernels: list[_Kernel], iterat
 _NO_KERNEL = (np.zeros((1, 1), np.float32), np.zeros((1, 0), np.int32), np.zeros((1, 0), np.float32))
 
 
-def softmax_update(q: np.ndarray, energy: np.ndarray, a: tuple, b: tuple, lo: int, hi: int,
-                   acc: np.ndarray) -> None:  # fmt: skip
+def softmax_update(q: np.ndarray, energy: np.ndarray, a: tuple, b: tuple, lo: int, hi: int, acc: np.ndarray) -> None:
     """q[p] = softmax(energy[p] + slice_a[p] + slice_b[p]) for lo <= p < hi, through ``acc`` (N x C).
 
     A kernel is (blurred values, offsets, slice weights); _NO_KERNEL adds nothing. The exponential
@@ -209,8 +224,9 @@ def as_probs(probs: np.ndarray, from_logits: bool = False) -> np.ndarray:
     if from_logits:
         c, h, w = probs.shape
         out = np.empty((h * w, c), np.float32)
-        softmax_update(out, np.ascontiguousarray(probs.reshape(c, -1).T), _NO_KERNEL, _NO_KERNEL, 0, h * w,
-                       np.empty_like(out))  # fmt: skip
+        softmax_update(
+            out, np.ascontiguousarray(probs.reshape(c, -1).T), _NO_KERNEL, _NO_KERNEL, 0, h * w, np.empty_like(out)
+        )
         return np.ascontiguousarray(out.T).reshape(c, h, w)
     lowest, sums = probs.min(), probs.sum(0)
     worst = float(np.abs(sums - 1).max())
@@ -234,8 +250,11 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
         if not np.isfinite(values).all():
             raise ValueError("image contains NaN or infinite values")
         if values.min() < 0 or values.max() > 255:
-            warnings.warn(f"image values span {values.min():g}..{values.max():g}, outside 0-255; clipped",
-                          RuntimeWarning, stacklevel=4)  # fmt: skip
+            warnings.warn(
+                f"image values span {values.min():g}..{values.max():g}, outside 0-255; clipped",
+                RuntimeWarning,
+                stacklevel=4,
+            )
         image = np.clip(np.rint(values), 0, 255).astype(np.uint8)
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)

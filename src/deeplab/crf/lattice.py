@@ -75,8 +75,9 @@ def vertices(features: np.ndarray) -> Vertices:
     n, d = features.shape
     scale = scale_factors(d)
     if n and _largest_coordinate(np.abs(features).max(0) * scale) >= KEY_LIMIT:
-        raise ValueError("features too large for the lattice's 16-bit coordinates: "
-                         "use larger thetas or a smaller image")  # fmt: skip
+        raise ValueError(
+            "features too large for the lattice's 16-bit coordinates: use larger thetas or a smaller image"
+        )
     keys, weights = _simplices(features, scale)
     ids, unique, table = _insert(keys.reshape(n * (d + 1), d))
     return Vertices(ids.reshape(n, d + 1), weights, unique, table)

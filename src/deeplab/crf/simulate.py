@@ -10,8 +10,9 @@ import numpy as np
 import torch
 
 
-def network_probs(gt: np.ndarray, num_classes: int, seed: int = 0, stride: int = 8,
-                  strength: float = 6.0, noise: float = 2.0) -> np.ndarray:  # fmt: skip
+def network_probs(
+    gt: np.ndarray, num_classes: int, seed: int = 0, stride: int = 8, strength: float = 6.0, noise: float = 2.0
+) -> np.ndarray:
     """CxHxW float32 softmax from coarse, noisy one-hot evidence of ``gt`` upsampled bilinearly."""
     rng = np.random.default_rng(seed)
     h, w = gt.shape
@@ -19,6 +20,7 @@ def network_probs(gt: np.ndarray, num_classes: int, seed: int = 0, stride: int =
     logits = rng.normal(0.0, noise, (num_classes, *coarse.shape)).astype(np.float32)
     rows, cols = np.indices(coarse.shape)
     logits[np.minimum(coarse, num_classes - 1), rows, cols] += strength
-    up = torch.nn.functional.interpolate(torch.from_numpy(logits)[None], size=(h, w), mode="bilinear",
-                                         align_corners=False)  # fmt: skip
+    up = torch.nn.functional.interpolate(
+        torch.from_numpy(logits)[None], size=(h, w), mode="bilinear", align_corners=False
+    )
     return torch.softmax(up[0], dim=0).numpy().astype(np.float32)

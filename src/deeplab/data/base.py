@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
-from deeplab.imageio import ImageReadError, read_image
-
-IGNORE_INDEX = 255
+from deeplab.constants import IGNORE_INDEX
+from deeplab.imageio import ImageReadError, orient, read_image_oriented
 
 
 class DatasetError(ValueError):
@@ -29,6 +30,21 @@ def check_same_size(image_size: tuple, mask_size: tuple, image_path: Any, mask_p
             f"{image_path} is {image_size[1]}x{image_size[0]} but its mask {mask_path} is "
             f"{mask_size[1]}x{mask_size[0]} (width x height)"
         )
+
+
+def align_mask(image: np.ndarray, mask: np.ndarray, orientation: int, image_path: Any, mask_path: Any) -> np.ndarray:
+    """The mask in the frame of the upright image (EXIF orientation applied to the image).
+
+    A mask is taken as drawn on the image's stored pixels, so it gets the image's orientation too,
+    unless its shape shows that it was drawn on the upright image already (a non-square image whose
+    mask has the upright shape). Raise DatasetError naming both files when no frame fits.
+    """
+    if orientation != 1:
+        turned = orient(mask, orientation)
+        if turned.shape[:2] == image.shape[:2]:
+            return turned
+    check_same_size(image.shape, mask.shape, image_path, mask_path)
+    return mask
 
 
 def require_files(paths: Sequence[Path], what: str) -> None:
@@ -54,8 +70,7 @@ def apply_table(raw: np.ndarray, lut: np.ndarray, path: Path) -> np.ndarray:
     if bad.size:
         allowed = np.flatnonzero(lut >= 0)
         raise MaskValueError(
-            f"{path}: mask values {bad[:10].tolist()} are not labels of this data set "
-            f"(allowed: {_ranges(allowed)})"
+            f"{path}: mask values {bad[:10].tolist()} are not labels of this data set (allowed: {_ranges(allowed)})"
         )
     return lut[raw].astype(np.uint8)
 
@@ -96,12 +111,11 @@ class SegmentationDataset(Dataset):
         return len(self.classes)
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Read sample `index` as (image HxWx3 uint8, mask HxW uint8), checked."""
+        """Read sample `index` as (image HxWx3 uint8, mask HxW uint8), checked and upright."""
         image_path, mask_path = self.paths(index)
         mask = self.read_label(mask_path)
-        image = read_image(image_path)
-        check_same_size(image.shape, mask.shape, image_path, mask_path)
-        return image, mask
+        image, orientation = read_image_oriented(image_path)
+        return image, align_mask(image, mask, orientation, image_path, mask_path)
 
     def paths(self, index: int) -> tuple[Path, Path]:
         """(image path, mask path) of sample `index`."""
@@ -129,16 +143,15 @@ class SegmentationDataset(Dataset):
             return self.transform(image, mask, rng=self.sample_rng(index))
         return self.transform(image, mask)
 
-    def validate(self) -> np.ndarray:
-        """Read every mask and image header; raise on bad values or sizes (one line naming the
-        first bad file and how many there are); return pixel counts per class."""
+    def validate(self, progress: bool = False) -> np.ndarray:
+        """Decode every image and mask; raise on unreadable files, bad values or sizes (one line
+        naming the first bad file and how many there are); return pixel counts per class."""
+
         counts = np.zeros(256, dtype=np.int64)
         errors: list[ValueError] = []
-        for i in range(len(self)):
-            image_path, mask_path = self.paths(i)
+        for i in tqdm(range(len(self)), desc="scan", unit="img", disable=not progress, dynamic_ncols=True):
             try:
-                mask = self.read_label(mask_path)
-                check_same_size(_image_size(image_path), mask.shape, image_path, mask_path)
+                _, mask = self.load(i)  # a full decode: a truncated JPEG fails here, not mid-training
             except (DatasetError, ImageReadError) as err:
                 errors.append(err)
                 continue
@@ -148,19 +161,6 @@ class SegmentationDataset(Dataset):
         return counts[: self.num_classes]
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """(height, width) from the file header, without decoding the pixels."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-            orientation = img.getexif().get(0x0112, 1)
-    except (OSError, ValueError) as err:
-        raise DatasetError(f"{path}: not a readable image ({err})") from None
-    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
-
-
 def _takes_rng(transform: Callable) -> bool:
     try:
         return "rng" in inspect.signature(transform).parameters
@@ -168,6 +168,6 @@ def _takes_rng(transform: Callable) -> bool:
         return False
 
 
-def scan_masks(dataset: SegmentationDataset) -> np.ndarray:
-    """Quick pre-training scan of every mask (values, sizes); returns pixel counts per class."""
-    return dataset.validate()
+def scan_masks(dataset: SegmentationDataset, progress: bool = False) -> np.ndarray:
+    """Pre-training scan: every image and mask decoded and checked; returns pixel counts per class."""
+    return dataset.validate(progress)

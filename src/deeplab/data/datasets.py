@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
+from scipy.io import loadmat
 
 from deeplab.data.base import (
     IGNORE_INDEX,
@@ -115,8 +117,10 @@ class VOCAugDataset(ListDataset):
             names = voc_val
         elif split in ("train", "train_aug"):
             sbd = _find_dir(
-                sbd_root or root, ["", "dataset", "benchmark_RELEASE/dataset", "SBD/dataset", "SBD"],
-                "cls", "SBD data set (benchmark_RELEASE/dataset with cls/*.mat)",
+                sbd_root or root,
+                ["", "dataset", "benchmark_RELEASE/dataset", "SBD/dataset", "SBD"],
+                "cls",
+                "SBD data set (benchmark_RELEASE/dataset with cls/*.mat)",
             )
             sbd_names = _read_list(sbd / "train.txt", "train") + _read_list(sbd / "val.txt", "val")
             names = sorted((voc_train | set(sbd_names)) - set(voc_val))
@@ -124,8 +128,7 @@ class VOCAugDataset(ListDataset):
             raise DatasetError(f"voc_aug has splits train_aug (alias train) and val, not {split!r}")
         images = [d / "JPEGImages" / f"{n}.jpg" for n in names]
         masks = [
-            d / "SegmentationClass" / f"{n}.png" if n in voc_train or split == "val"
-            else sbd / "cls" / f"{n}.mat"
+            d / "SegmentationClass" / f"{n}.png" if n in voc_train or split == "val" else sbd / "cls" / f"{n}.mat"
             for n in names
         ]
         super().__init__(images, masks, names, *_voc_labels(), transform, seed)
@@ -138,7 +141,6 @@ class VOCAugDataset(ListDataset):
 
 def read_sbd_mat(path: Path) -> np.ndarray:
     """The class map of an SBD `cls/*.mat` file (struct GTcls, field Segmentation) as uint8."""
-    from scipy.io import loadmat
 
     try:
         gt = loadmat(path, squeeze_me=True, struct_as_record=False)["GTcls"]
@@ -150,9 +152,7 @@ def read_sbd_mat(path: Path) -> np.ndarray:
     return seg.astype(np.uint8)
 
 
-def cityscapes(
-    root: str | Path, split: str = "train", transform: Callable | None = None, seed: int = 0
-):
+def cityscapes(root: str | Path, split: str = "train", transform: Callable | None = None, seed: int = 0):
     """Cityscapes fine: leftImg8bit/{split}/{city}/*.png with gtFine labelIds -> 19 train ids."""
     root = _find_dir(root, ["", "cityscapes"], "leftImg8bit", "Cityscapes (leftImg8bit/, gtFine/)")
     images = sorted((root / "leftImg8bit" / split).glob("*/*_leftImg8bit.png"))
@@ -160,10 +160,7 @@ def cityscapes(
         folder = root / "leftImg8bit" / split
         raise DatasetError(f"{folder}: no *_leftImg8bit.png images in split {split!r}")
     names = [p.name[: -len("_leftImg8bit.png")] for p in images]
-    masks = [
-        root / "gtFine" / split / p.parent.name / f"{n}_gtFine_labelIds.png"
-        for p, n in zip(images, names)
-    ]
+    masks = [root / "gtFine" / split / p.parent.name / f"{n}_gtFine_labelIds.png" for p, n in zip(images, names)]
     ignored = [(v, IGNORE_INDEX) for v in range(CITYSCAPES_NUM_LABEL_IDS)] + [(255, IGNORE_INDEX)]
     lut = lookup_table(ignored)
     for train_id, (label_id, _, _) in enumerate(CITYSCAPES):

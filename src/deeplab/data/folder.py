@@ -10,10 +10,11 @@ split None (or "all") takes every image.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+import yaml
 from PIL import Image
 
 from deeplab.data.base import (
@@ -62,8 +63,6 @@ def _txt_entries(path: Path) -> list[tuple[str, list[int] | None]]:
 
 
 def _yaml_entries(path: Path) -> list[tuple[str, list[int] | None]]:
-    import yaml
-
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
@@ -74,8 +73,7 @@ def _yaml_entries(path: Path) -> list[tuple[str, list[int] | None]]:
         return [(str(k), list(v) if v is not None else None) for k, v in data.items()]
     if isinstance(data, list):
         return [
-            (str(e["name"]), e.get("color", e.get("colour"))) if isinstance(e, dict) else (str(e), None)
-            for e in data
+            (str(e["name"]), e.get("color", e.get("colour"))) if isinstance(e, dict) else (str(e), None) for e in data
         ]
     raise DatasetError(f"{path}: expected a list or mapping of classes")
 
@@ -115,9 +113,7 @@ class FolderDataset(SegmentationDataset):
         if classes_file is None:
             found = [d / f for d in (base, root) for f in CLASS_FILES if (d / f).is_file()]
             if not found:
-                raise DatasetError(
-                    f"{root}: no classes file; write {root / 'classes.txt'} with lines 'name r g b'"
-                )
+                raise DatasetError(f"{root}: no classes file; write {root / 'classes.txt'} with lines 'name r g b'")
             classes_file = found[0]
         path = Path(classes_file)
         if not path.is_file():
@@ -145,8 +141,7 @@ class FolderDataset(SegmentationDataset):
                 raise DatasetError(f"{listing}: {unknown[0]!r} has no image in {base / 'images'}")
         else:
             raise DatasetError(
-                f"{root}: no split {split!r} "
-                f"(expected {root / f'{split}.txt'} or {root / split / 'images'}/)"
+                f"{root}: no split {split!r} (expected {root / f'{split}.txt'} or {root / split / 'images'}/)"
             )
         if not stems:
             raise DatasetError(f"{base}: split {split or 'all'!r} has no images")

@@ -10,13 +10,15 @@ never by its colour: both texture colours are drawn at random for every object.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+from PIL import Image
 
 from deeplab.data.base import DatasetError, SegmentationDataset
+from deeplab.imageio import write_label_png
 
 CLASSES = ["background", "disc", "square", "triangle", "star", "ring", "cross"]
 PALETTE = [
@@ -236,9 +238,6 @@ def write_dataset(
 ) -> Path:
     """Write the data set in the `folder` layout: images/, masks/ (palette PNGs), classes.txt
     and one {split}.txt list of file stems per split; returns root."""
-    from PIL import Image
-
-    from deeplab.imageio import write_label_png
 
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)

@@ -6,14 +6,13 @@ augmentation is fixed by the seed the data set derives from (seed, epoch, index)
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from deeplab.constants import IMAGENET_MEAN, IMAGENET_STD
 
 
 def resize(image: np.ndarray, mask: np.ndarray, height: int, width: int):
@@ -23,9 +22,7 @@ def resize(image: np.ndarray, mask: np.ndarray, height: int, width: int):
     return np.asarray(img), np.asarray(lab)
 
 
-def pad_to(
-    image: np.ndarray, mask: np.ndarray, height: int, width: int, fill: Sequence[int], ignore: int
-):
+def pad_to(image: np.ndarray, mask: np.ndarray, height: int, width: int, fill: Sequence[int], ignore: int):
     """Pad bottom/right up to at least height x width: the image with `fill`, the mask with `ignore`."""
     h, w = mask.shape
     if h >= height and w >= width:

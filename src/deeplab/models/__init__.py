@@ -1,15 +1,52 @@
-"""DeepLab networks: atrous backbones (ResNet, VGG-16, MobileNetV2), heads, the v3+ decoder, MSC."""
+"""DeepLab networks and everything that builds them.
 
+- ``resnet``, ``vgg``, ``mobilenet``: atrous backbones; ``_utils``: their shared stride-to-rate rule
+  and weight init.
+- ``heads`` (LargeFOV, v2 ASPP, v3 ASPP, FCN aux), ``decoder`` (v3+), ``deeplab`` (backbone + head),
+  ``multiscale`` (v2's MSC wrapper).
+- ``presets``: the papers' configurations and ``build_model``; ``meta``: ``ModelMeta``;
+  ``pretrained``: ImageNet backbone weights; ``loading``: ``load_model`` / ``save_model``.
+Imports flow down to ``deeplab.checkpoint`` (file formats), never up.
+"""
+
+from deeplab.models._utils import check_output_stride
 from deeplab.models.decoder import DeepLabV3PlusHead
-from deeplab.models.deeplab import DeepLab
+from deeplab.models.deeplab import DeepLab, unwrap
 from deeplab.models.heads import ASPP, DeepLabV3Head, FCNHead, aspp_v2_head, classifier_conv, largefov_head
+from deeplab.models.loading import describe_checkpoint, load_model, load_state, save_model
+from deeplab.models.meta import ModelMeta, default_meta
 from deeplab.models.mobilenet import MobileNetV2
-from deeplab.models.multiscale import MultiScale, MultiScaleOutput
-from deeplab.models.resnet import ResNet, check_output_stride
+from deeplab.models.multiscale import MultiScale
+from deeplab.models.presets import PRESETS, build_model, complexity, presets_table, resolve_config
+from deeplab.models.pretrained import load_backbone_weights
+from deeplab.models.resnet import ResNet
 from deeplab.models.vgg import VGG16
 
 __all__ = [
-    "ASPP", "DeepLab", "DeepLabV3Head", "DeepLabV3PlusHead", "FCNHead", "MobileNetV2", "MultiScale",
-    "MultiScaleOutput", "ResNet", "VGG16", "aspp_v2_head", "check_output_stride", "classifier_conv",
+    "ASPP",
+    "PRESETS",
+    "VGG16",
+    "DeepLab",
+    "DeepLabV3Head",
+    "DeepLabV3PlusHead",
+    "FCNHead",
+    "MobileNetV2",
+    "ModelMeta",
+    "MultiScale",
+    "ResNet",
+    "aspp_v2_head",
+    "build_model",
+    "check_output_stride",
+    "classifier_conv",
+    "complexity",
+    "default_meta",
+    "describe_checkpoint",
     "largefov_head",
-]  # fmt: skip
+    "load_backbone_weights",
+    "load_model",
+    "load_state",
+    "presets_table",
+    "resolve_config",
+    "save_model",
+    "unwrap",
+]

@@ -17,7 +17,9 @@ from deeplab.models.heads import ASPP, classifier_conv, conv_bn_relu
 
 def separable_conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> list[nn.Module]:
     """Depthwise conv + BN + ReLU, then pointwise 1x1 + BN + ReLU (an atrous separable conv at rate 1)."""
-    depthwise = nn.Conv2d(in_channels, in_channels, kernel_size, padding=kernel_size // 2, groups=in_channels, bias=False)
+    depthwise = nn.Conv2d(
+        in_channels, in_channels, kernel_size, padding=kernel_size // 2, groups=in_channels, bias=False
+    )
     return [depthwise, nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True), *conv_bn_relu(in_channels, out_channels)]
 
 
@@ -42,7 +44,7 @@ class DeepLabV3PlusHead(nn.Module):
         self.fuse = nn.Sequential(*block(channels + low_level_reduced, channels, 3), *block(channels, channels, 3))
         self.cls = classifier_conv(channels, num_classes)
 
-    def forward(self, x: torch.Tensor, low_level: torch.Tensor) -> torch.Tensor:
-        low_level = self.reduce(low_level)
-        x = F.interpolate(self.aspp(x), size=low_level.shape[-2:], mode="bilinear", align_corners=False)
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        low_level = self.reduce(features["low_level"])
+        x = F.interpolate(self.aspp(features["out"]), size=low_level.shape[-2:], mode="bilinear", align_corners=False)
         return self.cls(self.fuse(torch.cat([x, low_level], dim=1)))

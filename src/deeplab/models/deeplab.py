@@ -11,8 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deeplab.models.decoder import DeepLabV3PlusHead
-
 
 class DeepLab(nn.Module):
     """``model(x)`` -> logits N,C,H,W at the input size; ``model(x, return_aux=True)`` -> {"out", "aux"}."""
@@ -23,20 +21,24 @@ class DeepLab(nn.Module):
         self.classifier = classifier
         self.aux_classifier = aux_classifier
         self.output_stride: int = backbone.output_stride
-        self.meta = None  # a deeplab.weights.ModelMeta, set by build_model / load_model
+        self.meta = None  # a deeplab.models.ModelMeta, set by build_model / load_model
 
     def forward(self, x: torch.Tensor, return_aux: bool = False) -> torch.Tensor | dict[str, torch.Tensor]:
         size = x.shape[-2:]
         features = self.backbone(x)
-        if isinstance(self.classifier, DeepLabV3PlusHead):
-            logits = self.classifier(features["out"], features["low_level"])
-        else:
-            logits = self.classifier(features["out"])
+        logits = self.classifier(features)  # every head picks what it needs from the feature dict
         out = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         if not return_aux:
             return out
         result = {"out": out}
         if self.aux_classifier is not None:
-            aux = self.aux_classifier(features["aux"])
+            aux = self.aux_classifier(features)
             result["aux"] = F.interpolate(aux, size=size, mode="bilinear", align_corners=False)
         return result
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The DeepLab inside DistributedDataParallel (``.module``) and MultiScale (``.model``) wrappers."""
+    while isinstance(getattr(model, "module", None), nn.Module) or isinstance(getattr(model, "model", None), nn.Module):
+        model = getattr(model, "module", None) or model.model
+    return model

@@ -10,8 +10,12 @@ State-dict keys, relative to ``model.classifier``:
   ``1``/``2`` (3x3 conv + BN), ``4`` (1x1 to classes). The 3x3 conv after the projection is
   torchvision's addition to the paper's head (v3 Sec. 3.3 goes from the projection straight to the
   classes); it is kept for weight compatibility.
+- ``CascadeHead`` (v3 cascade, no ASPP): ``weight``/``bias`` of one 1x1 conv to classes.
 - ``FCNHead`` (auxiliary head on layer3, torchvision's ``aux_classifier``): ``0``/``1`` (3x3 + BN),
   ``4`` (1x1 to classes).
+
+Every head's ``forward`` takes the backbone's feature dict ({"out", "low_level", "aux"}) and picks
+what it needs, so ``DeepLab.forward`` treats all heads alike.
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ class SumBranches(nn.Module):
         super().__init__()
         self.branches = nn.ModuleList(branches)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = features["out"]
         out = self.branches[0](x)
         for branch in self.branches[1:]:
             out = out + branch(x)
@@ -72,8 +77,9 @@ def aspp_v2_head(in_channels: int, num_classes: int, rates: tuple[int, ...]) -> 
 
 def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 1, rate: int = 1) -> list[nn.Module]:
     """Conv (no bias), BN, ReLU as a list of layers."""
-    conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=rate * (kernel_size // 2),
-                     dilation=rate, bias=False)  # fmt: skip
+    conv = nn.Conv2d(
+        in_channels, out_channels, kernel_size, padding=rate * (kernel_size // 2), dilation=rate, bias=False
+    )
     return [conv, nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
 
 
@@ -112,6 +118,21 @@ class DeepLabV3Head(nn.Sequential):
             classifier_conv(channels, num_classes),
         )
 
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return super().forward(features["out"])
+
+
+class CascadeHead(nn.Conv2d):
+    """DeepLab v3 cascade (Sec. 3.2): block7's features straight to classes with a 1x1 conv."""
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__(in_channels, num_classes, 1)
+        nn.init.normal_(self.weight, std=0.01)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return super().forward(features["out"])
+
 
 class FCNHead(nn.Sequential):
     """Auxiliary head on layer3: 3x3 conv to in/4 channels + BN + ReLU, dropout 0.1, 1x1 to classes."""
@@ -119,3 +140,6 @@ class FCNHead(nn.Sequential):
     def __init__(self, in_channels: int, num_classes: int) -> None:
         inter = in_channels // 4
         super().__init__(*conv_bn_relu(in_channels, inter, 3), nn.Dropout(0.1), classifier_conv(inter, num_classes))
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return super().forward(features["aux"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deeplab.models.resnet import check_output_stride
+from deeplab.models._utils import AtrousPlan, init_weights
 
 # expansion t, channels c, repeats n, stride s (MobileNetV2 Table 2)
 SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
@@ -26,8 +26,9 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     return new + divisor if new < 0.9 * value else new
 
 
-def conv_bn_relu6(in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1,
-                  rate: int = 1, groups: int = 1) -> nn.Sequential:  # fmt: skip
+def conv_bn_relu6(
+    in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1, rate: int = 1, groups: int = 1
+) -> nn.Sequential:
     """Conv (no bias) + BN + ReLU6, keys ``0`` and ``1``."""
     padding = rate * (kernel_size // 2)
     conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, rate, groups, bias=False)
@@ -37,12 +38,17 @@ def conv_bn_relu6(in_channels: int, out_channels: int, kernel_size: int = 1, str
 class InvertedResidual(nn.Module):
     """1x1 expand, 3x3 depthwise (strided or atrous), 1x1 linear projection; identity when shapes match."""
 
-    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int, rate: int = 1, residual: bool = False) -> None:
+    def __init__(
+        self, inp: int, oup: int, stride: int, expand_ratio: int, rate: int = 1, residual: bool = False
+    ) -> None:
         super().__init__()
         hidden = int(round(inp * expand_ratio))
         layers: list[nn.Module] = [] if expand_ratio == 1 else [conv_bn_relu6(inp, hidden)]
-        layers += [conv_bn_relu6(hidden, hidden, 3, stride, rate, groups=hidden),
-                   nn.Conv2d(hidden, oup, 1, bias=False), nn.BatchNorm2d(oup)]  # fmt: skip
+        layers += [
+            conv_bn_relu6(hidden, hidden, 3, stride, rate, groups=hidden),
+            nn.Conv2d(hidden, oup, 1, bias=False),
+            nn.BatchNorm2d(oup),
+        ]
         self.conv = nn.Sequential(*layers)
         self.use_res_connect = residual
 
@@ -57,22 +63,18 @@ class MobileNetV2(nn.Module):
 
     def __init__(self, output_stride: int = 16, width_mult: float = 1.0) -> None:
         super().__init__()
-        check_output_stride(output_stride)
+        plan = AtrousPlan(output_stride, current_stride=2)  # after the stride-2 stem
         if not width_mult > 0:
             raise ValueError(f"width_mult must be > 0, got {width_mult!r}")
         self.output_stride = output_stride
         in_channels = make_divisible(32 * width_mult)
         layers: list[nn.Module] = [conv_bn_relu6(3, in_channels, 3, 2)]
         self.rates: list[int] = [1]
-        current_stride, rate = 2, 1
         for t, c, n, s in SETTINGS:
             out_channels = make_divisible(c * width_mult)
             for i in range(n):
-                stride, layer_rate = (s if i == 0 else 1), rate
-                if current_stride * stride > output_stride:
-                    rate, stride = rate * stride, 1
-                else:
-                    current_stride *= stride
+                layer_rate = plan.rate  # a layer that turns atrous keeps the current rate itself
+                stride, _ = plan.step(s if i == 0 else 1)
                 residual = i > 0 and in_channels == out_channels
                 layers.append(InvertedResidual(in_channels, out_channels, stride, t, layer_rate, residual))
                 self.rates.append(layer_rate)
@@ -80,18 +82,8 @@ class MobileNetV2(nn.Module):
         self.features = nn.Sequential(*layers)
         self.out_channels = in_channels
         self.low_level_channels = make_divisible(24 * width_mult)
-        _init_weights(self)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         low_level = self.features[: LOW_LEVEL_INDEX + 1](x)
         return {"low_level": low_level, "out": self.features[LOW_LEVEL_INDEX + 1 :](low_level)}
-
-
-def _init_weights(module: nn.Module) -> None:
-    """torchvision's MobileNetV2 initialisation: He (fan_out) convs, BN to identity."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)

@@ -1,28 +1,26 @@
 """Multi-scale inputs (MSC, DeepLab v2 Sec. 4.1): the model runs on rescaled copies of the input and
-the logits, resized back to the input size, are fused by max (or mean).
+the logits, resized back to the input size, are fused.
 
-In training the output also holds every scale's logits, since v2 trains on each of them and on the
-fused ones. The wrapper has no parameters of its own: its state dict is ``model.*``.
+Fusion means the same as in ``deeplab.Segmenter``: "max" is the element-wise maximum of the logits
+(v2's MSC); "mean" averages the softmax probabilities, returned as their logarithm, so that the
+training loss (cross entropy on log-probabilities) and the argmax agree with inference.
+
+In training the output is the dict every training output is, ``{"out": fused, "per_scale": [...]}``,
+since v2 trains on each scale and on the fused scores. The wrapper has no parameters of its own:
+its state dict is ``model.*``.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-class MultiScaleOutput(NamedTuple):
-    """Training output of MultiScale: fused logits and the per-scale logits, all at input size."""
-
-    fused: torch.Tensor
-    per_scale: list[torch.Tensor]
-
-
 class MultiScale(nn.Module):
-    """Eval: ``msc(x)`` -> fused logits; train: -> ``MultiScaleOutput(fused, per_scale)``."""
+    """Eval: ``msc(x)`` -> fused scores N,C,H,W; train: -> {"out": fused, "per_scale": [N,C,H,W, ...]}."""
 
     def __init__(self, model: nn.Module, scales: tuple[float, ...] = (1.0, 0.75, 0.5), fusion: str = "max") -> None:
         super().__init__()
@@ -39,7 +37,7 @@ class MultiScale(nn.Module):
         """The wrapped model's metadata."""
         return self.model.meta
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | MultiScaleOutput:
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor | list[torch.Tensor]]:
         size = x.shape[-2:]
         per_scale = []
         for scale in self.scales:
@@ -50,5 +48,8 @@ class MultiScale(nn.Module):
                 logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
             per_scale.append(logits)
         stacked = torch.stack(per_scale)
-        fused = stacked.amax(0) if self.fusion == "max" else stacked.mean(0)
-        return MultiScaleOutput(fused, per_scale) if self.training else fused
+        if self.fusion == "max":
+            fused = stacked.amax(0)
+        else:  # log of the mean probability
+            fused = torch.logsumexp(stacked.float().log_softmax(2), 0) - math.log(len(per_scale))
+        return {"out": fused, "per_scale": per_scale} if self.training else fused

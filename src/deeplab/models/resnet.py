@@ -19,8 +19,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from deeplab.models._utils import AtrousPlan, init_weights
+
 DEPTHS: dict[int, tuple[int, int, int, int]] = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
-OUTPUT_STRIDES = (8, 16, 32)
 
 
 class Bottleneck(nn.Module):
@@ -49,12 +50,6 @@ class Bottleneck(nn.Module):
         return self.relu(self.bn3(self.conv3(y)) + identity)
 
 
-def check_output_stride(output_stride: int) -> None:
-    """Raise ValueError unless output_stride is 8, 16 or 32."""
-    if output_stride not in OUTPUT_STRIDES:
-        raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}")
-
-
 class ResNet(nn.Module):
     """Atrous ResNet backbone; ``forward`` returns {"low_level": layer1, "aux": layer3, "out": last}."""
 
@@ -69,7 +64,7 @@ class ResNet(nn.Module):
         torchvision_dilation: bool = False,
     ) -> None:
         super().__init__()
-        check_output_stride(output_stride)
+        plan = AtrousPlan(output_stride, current_stride=4)  # the stem has stride 4
         if depth not in DEPTHS:
             raise ValueError(f"ResNet depth must be one of {sorted(DEPTHS)}, got {depth!r}")
         if multi_grid is not None and (len(multi_grid) != 3 or min(multi_grid) < 1):
@@ -85,26 +80,24 @@ class ResNet(nn.Module):
         planes = (64, 128, 256, 512) + (512,) * extra_blocks
         self.num_stages = len(units)
         self.unit_rates: dict[str, list[int]] = {}
-        inplanes, current_stride, rate = 64, 4, 1
+        inplanes = 64
         for index, (n, width) in enumerate(zip(units, planes)):
-            stride, previous_rate = (1 if index == 0 else 2), rate
-            atrous = current_stride * stride > output_stride
-            if atrous:
-                rate, stride = rate * stride, 1
-            else:
-                current_stride *= stride
+            previous_rate = plan.rate
+            stride, atrous = plan.step(1 if index == 0 else 2)
             grid = multi_grid if (index >= 3 and multi_grid and atrous) else (1,) * n
-            rates = [rate * g for g in grid]
+            rates = [plan.rate * g for g in grid]
             if torchvision_dilation:
                 rates[0] = previous_rate * grid[0]
             name = f"layer{index + 1}"
             self.unit_rates[name] = rates
-            blocks = [Bottleneck(inplanes if i == 0 else width * 4, width, stride if i == 0 else 1, r)
-                      for i, r in enumerate(rates)]  # fmt: skip
+            blocks = [
+                Bottleneck(inplanes if i == 0 else width * 4, width, stride if i == 0 else 1, r)
+                for i, r in enumerate(rates)
+            ]
             setattr(self, name, nn.Sequential(*blocks))
             inplanes = width * 4
         self.out_channels, self.aux_channels, self.low_level_channels = 2048, 1024, 256
-        _init_weights(self)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -117,13 +110,3 @@ class ResNet(nn.Module):
                 features["aux"] = x
         features["out"] = x
         return features
-
-
-def _init_weights(module: nn.Module) -> None:
-    """He initialisation for convs, BN to identity (as torchvision)."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)

@@ -1,0 +1,71 @@
+"""A self-contained HTML report: a results table, figures, and rows of images side by side."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; }
+h1 { margin-bottom: 0.2em; } p.lead { color: #555; margin-top: 0; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+figure { display: inline-block; margin: 4px; text-align: center; vertical-align: top; }
+figure img { max-width: 320px; border: 1px solid #ddd; image-rendering: pixelated; }
+figure.plot img { max-width: 640px; image-rendering: auto; }
+figcaption { font-size: 0.85em; color: #444; }
+"""
+
+
+@dataclass
+class Report:
+    """Collects sections and writes them as one index.html next to the images it links."""
+
+    title: str
+    lead: str = ""
+    sections: list[str] = field(default_factory=list)
+
+    def heading(self, text: str, note: str = "") -> None:
+        """Start a new section."""
+        self.sections.append(f"<h2>{html.escape(text)}</h2>")
+        if note:
+            self.sections.append(f"<p>{html.escape(note)}</p>")
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+        """Add a table; floats are shown with 4 significant decimals."""
+        cells = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+        body = [f"<tr>{cells}</tr>"]
+        for row in rows:
+            body.append("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>")
+        self.sections.append("<table>" + "".join(body) + "</table>")
+
+    def figures(self, items: Sequence[tuple[str, str]], plot: bool = False) -> None:
+        """Add a row of images given as (relative path, caption)."""
+        cls = ' class="plot"' if plot else ""
+        figs = [
+            f'<figure{cls}><img src="{html.escape(src)}" alt="{html.escape(cap)}">'
+            f"<figcaption>{html.escape(cap)}</figcaption></figure>"
+            for src, cap in items
+        ]
+        self.sections.append("<div>" + "".join(figs) + "</div>")
+
+    def write(self, folder: str | Path) -> Path:
+        """Write index.html into folder and return its path."""
+        path = Path(folder) / "index.html"
+        lead = f'<p class="lead">{html.escape(self.lead)}</p>' if self.lead else ""
+        page = (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}"
+            f"</title><style>{_STYLE}</style></head><body><h1>{html.escape(self.title)}</h1>"
+            f"{lead}{''.join(self.sections)}</body></html>"
+        )
+        path.write_text(page, encoding="utf-8")
+        return path
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)

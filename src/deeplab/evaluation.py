@@ -1,0 +1,111 @@
+"""Evaluation over a data set: confusion matrix scores, per-class IoU and the trimap measure.
+
+The loop that training validation and ``deeplab evaluate`` share; files and plots are the
+applications' (``deeplab.apps.evaluate``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from torch import nn
+from tqdm import tqdm
+
+from deeplab.inference import Segmenter
+from deeplab.metrics import ConfusionMatrix, TrimapMetric, scores
+
+TRIMAP_WIDTHS = range(1, 41)
+
+
+def as_segmenter(predictor: Any) -> Any:
+    """A Segmenter as is; a model wrapped in a single-scale Segmenter."""
+    if isinstance(predictor, nn.Module):
+        return Segmenter(predictor)
+    return predictor
+
+
+def accumulate(
+    predictor: Any,
+    dataset: Any,
+    indices: Iterable[int] | None = None,
+    trimap_widths: Iterable[int] | None = TRIMAP_WIDTHS,
+    progress: bool = False,
+) -> tuple[ConfusionMatrix, TrimapMetric | None]:
+    """Run the predictor over dataset[i] = (image HxWx3 uint8, mask HxW) and count the outcomes."""
+    seg = as_segmenter(predictor)
+    num_classes = len(dataset.classes)
+    ignore = getattr(dataset, "ignore_index", 255)
+    cm = ConfusionMatrix(num_classes, ignore)
+    trimap = TrimapMetric(num_classes, trimap_widths, ignore) if trimap_widths is not None else None
+    indices = list(range(len(dataset)) if indices is None else indices)
+    for i in tqdm(indices, desc="evaluate", unit="img", disable=not progress, dynamic_ncols=True):
+        image, mask = dataset[i]
+        labels = seg(image).labels
+        cm.update(labels, mask)
+        if trimap is not None:
+            trimap.update(labels, mask)
+    return cm, trimap
+
+
+def summarize(matrix: np.ndarray, classes: Sequence[str], trimap: TrimapMetric | None = None, **info: Any) -> dict:
+    """The result dict: scores of a confusion matrix by class name, the matrix, trimap, extra info."""
+    s = scores(matrix)
+    result = {
+        "classes": list(classes),
+        "miou": s["miou"],
+        "pixel_accuracy": s["pixel_accuracy"],
+        "mean_class_accuracy": s["mean_class_accuracy"],
+        "fw_iou": s["fw_iou"],
+        "per_class_iou": dict(zip(classes, s["per_class_iou"])),
+        "per_class_accuracy": dict(zip(classes, s["per_class_accuracy"])),
+        "confusion_matrix": np.asarray(matrix).tolist(),
+        "trimap": trimap.compute() if trimap is not None else None,
+    }
+    result.update(info)
+    return no_nan(result)
+
+
+def evaluate(
+    predictor: Any,
+    dataset: Any,
+    *,
+    trimap_widths: Iterable[int] | None = TRIMAP_WIDTHS,
+    max_images: int | None = None,
+    progress: bool = True,
+    label: str | None = None,
+) -> dict:
+    """Evaluate a Segmenter (or a model, run at one scale) on a data set of (image, mask) pairs.
+
+    Returns classes, miou, pixel_accuracy, mean_class_accuracy, fw_iou, per_class_iou and
+    per_class_accuracy ({class: value}, None where a class is absent from both ground truth and
+    prediction), confusion_matrix (rows = ground truth), trimap ({widths, miou, pixel_accuracy},
+    or None with trimap_widths=None), num_images, label and the Segmenter's settings.
+    """
+    if len(dataset) == 0:
+        raise ValueError("the evaluation data set is empty")
+    seg = as_segmenter(predictor)
+    n = len(dataset) if max_images is None else min(max_images, len(dataset))
+    cm, trimap = accumulate(seg, dataset, range(n), trimap_widths, progress)
+    settings = {
+        "scales": list(getattr(seg, "scales", (1.0,))),
+        "flip": bool(getattr(seg, "flip", False)),
+        "fusion": getattr(seg, "fusion", None),
+        "crf": getattr(seg, "crf", None) is not None,
+    }
+    if label is None:
+        label = f"scales {','.join(f'{s:g}' for s in settings['scales'])}"
+        label += " + flip" * settings["flip"] + " + CRF" * settings["crf"]
+    return summarize(cm.matrix, dataset.classes, trimap, num_images=n, label=label, settings=settings)
+
+
+def no_nan(value: Any) -> Any:
+    """Replace float NaN by None, recursively (JSON has no NaN)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: no_nan(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [no_nan(v) for v in value]
+    return value

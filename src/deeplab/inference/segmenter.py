@@ -1,0 +1,230 @@
+"""Segmenter: multi-scale, flipped, tiled and CRF-refined inference, as DeepLab v2 and v3 do it.
+
+What is fused: with ``fusion="max"`` the element-wise maximum of the logits over the scales
+(DeepLab v2's MSC, which max-fuses score maps); with ``fusion="mean"`` the average of the softmax
+probabilities over the scales (DeepLab v3). Flip: the flipped and unflipped outputs of one scale are
+averaged in that same space (logits for max, probabilities for mean) before the scales are fused.
+Each scale's logits are resized (bilinear) to the input size before the softmax and the fusion.
+
+Tiles: ``tile=(h, w)`` is a window in image pixels; every window is run at every scale and flip
+and fused on its own, and overlapping windows are blended with linear ramps over the overlap, so
+the working memory beyond the CxHxW output does not grow with the image (see ``tiling``).
+
+Presets: ``Segmenter.from_preset(model, "deeplabv2" | "deeplabv3", **overrides)`` (see PRESETS).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from deeplab.constants import IMAGENET_MEAN, IMAGENET_STD
+from deeplab.imageio import to_rgb
+from deeplab.inference.backends import build_backend, fast_bf16
+from deeplab.inference.tiling import axis_plan, ramp, window_starts
+
+DEFAULT_TILE = (513, 513)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # DeepLab v2 (Chen et al. 2017), MSC: max over the score maps at scales 1, 0.75, 0.5.
+    "deeplabv2": {"scales": (1.0, 0.75, 0.5), "flip": False, "fusion": "max"},
+    # DeepLab v3 (Chen et al. 2017), eval: mean over scales 0.5..1.75 with left-right flips.
+    "deeplabv3": {"scales": (0.5, 0.75, 1.0, 1.25, 1.5, 1.75), "flip": True, "fusion": "mean"},
+}
+
+
+class Prediction(NamedTuple):
+    """The result of a Segmenter: labels HxW int64 and probabilities CxHxW float32."""
+
+    labels: np.ndarray
+    probs: np.ndarray
+
+
+class Segmenter:
+    """Turn HxWx3 uint8 RGB images (numpy or PIL) into label maps with a DeepLab model.
+
+    ``scales`` and ``fusion`` ("max" or "mean") set the multi-scale strategy, ``flip`` adds
+    left-right flips, ``tile``/``overlap`` a sliding window (automatic above ``max_pixels``
+    network-input pixels), ``crf`` a DenseCRF on the fused probabilities. ``precision`` is "fp32"
+    or "bf16" (CPU autocast); ``backend`` "torch" (batch norm folded, channels_last, optional
+    ``compile``) or "onnxruntime"; ``optimize=False`` runs the model exactly as given.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        scales: Sequence[float] = (1.0,),
+        flip: bool = False,
+        fusion: str = "mean",
+        tile: int | Sequence[int] | None = None,
+        overlap: float = 1 / 3,
+        crf: Any = None,
+        precision: str = "fp32",
+        *,
+        backend: str = "torch",
+        optimize: bool = True,
+        compile: bool = False,
+        max_pixels: int = 1 << 20,
+    ) -> None:
+        self.scales = _check_scales(scales)
+        if fusion not in ("max", "mean"):
+            raise ValueError(f"fusion must be 'max' or 'mean', got {fusion!r}")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        if not 0.0 <= overlap < 1.0:
+            raise ValueError(f"overlap must lie in [0, 1), got {overlap}")
+        self.flip, self.fusion, self.overlap, self.crf = flip, fusion, overlap, crf
+        self.precision, self.max_pixels = precision, max_pixels
+        self.meta = getattr(model, "meta", None)
+        self.output_stride = int(getattr(model, "output_stride", 1))
+        self.tile = None if tile is None else self._check_tile(tile)
+        self.model = build_backend(model, backend, precision, optimize, compile)
+        mean = getattr(self.meta, "mean", None) or IMAGENET_MEAN
+        std = getattr(self.meta, "std", None) or IMAGENET_STD
+        self._mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self._std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+        if precision == "bf16" and not fast_bf16():
+            warnings.warn("this CPU has no native bf16 (AVX512-BF16/AMX): bf16 will be slow", stacklevel=2)
+
+    @classmethod
+    def from_preset(cls, model: nn.Module, name: str, **overrides: Any) -> Segmenter:
+        """A Segmenter with a paper's strategy: "deeplabv2" (max over 1, .75, .5) or "deeplabv3"."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        return cls(model, **{**PRESETS[name], **overrides})
+
+    @torch.inference_mode()
+    def __call__(self, image: np.ndarray | Image.Image) -> Prediction:
+        """Segment one image: labels HxW int64 and probabilities CxHxW float32."""
+        rgb = _as_rgb(image)
+        height, width = rgb.shape[:2]
+        tile = self.tile
+        if tile is None and height * width * max(self.scales) ** 2 > self.max_pixels:
+            tile = DEFAULT_TILE
+        scores = self._fuse(rgb) if tile is None else self._tiled(rgb, tile)
+        probs = scores if self.fusion == "mean" else _softmax_(scores)
+        if self.crf is not None:
+            probs = torch.from_numpy(np.asarray(self.crf(rgb, probs.numpy()), dtype=np.float32))
+        return Prediction(probs.argmax(0).numpy(), probs.numpy())
+
+    def _check_tile(self, tile: int | Sequence[int]) -> tuple[int, int]:
+        th, tw = (tile, tile) if isinstance(tile, int) else tuple(int(t) for t in tile)
+        if min(th, tw) < self.output_stride:
+            raise ValueError(f"tile {(th, tw)} is smaller than the model's output stride {self.output_stride}")
+        return th, tw
+
+    def _tiled(self, rgb: np.ndarray, tile: tuple[int, int]) -> torch.Tensor:
+        """Sliding-window fusion: every window fused on its own, blended with linear ramps."""
+        height, width = rgb.shape[:2]
+        th, tw = min(tile[0], height), min(tile[1], width)
+        oh, ow = round(th * self.overlap), round(tw * self.overlap)
+        weights = ramp(th, oh)[:, None] * ramp(tw, ow)[None, :]
+        acc: torch.Tensor | None = None
+        weight = torch.zeros(height, width)
+        for y in window_starts(height, th, self._stride(th, oh)):
+            for x in window_starts(width, tw, self._stride(tw, ow)):
+                scores = self._fuse(rgb, (y, y + th, x, x + tw))
+                if acc is None:
+                    acc = torch.zeros(scores.shape[0], height, width)
+                acc[:, y : y + th, x : x + tw].add_(scores * weights)
+                weight[y : y + th, x : x + tw].add_(weights)
+        assert acc is not None
+        return acc.div_(weight)
+
+    def _stride(self, size: int, overlap: int) -> int:
+        """Window step, a multiple of the output stride where possible (keeps the grids aligned)."""
+        step = max(size - overlap, 1)
+        return step // self.output_stride * self.output_stride or step
+
+    def _fuse(self, rgb: np.ndarray, box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+        """Fused scores (logits for max, probabilities for mean) CxHxW of the image or a window.
+
+        box = (top, bottom, left, right) of a window; None = the whole image.
+        """
+        fused: torch.Tensor | None = None
+        for scale in self.scales:
+            out = self._at_scale(rgb, scale, box)
+            if fused is None:
+                fused = out
+            elif self.fusion == "max":
+                fused = torch.maximum(fused, out)
+            else:
+                fused.add_(out)
+        assert fused is not None
+        return fused if self.fusion == "max" else fused.div_(len(self.scales))
+
+    def _at_scale(self, rgb: np.ndarray, scale: float, box: tuple[int, ...] | None) -> torch.Tensor:
+        """One scale's output at input size: logits (max) or probabilities (mean), flip-averaged.
+
+        A window is resampled exactly as the whole image would be (same bilinear grid), with
+        its origin on the output-stride grid, so tiles agree with the untiled result inside.
+        """
+        height, width = rgb.shape[:2]
+        scaled = (max(1, round(height * scale)), max(1, round(width * scale)))
+        if box is None or box == (0, height, 0, width):
+            x = self._normalise(rgb)
+            if scaled != (height, width):
+                x = F.interpolate(x, size=scaled, mode="bilinear", align_corners=False)
+            out = self._run_flipped(x)
+            if scaled != (height, width):
+                out = F.interpolate(out, size=(height, width), mode="bilinear", align_corners=False)
+        else:
+            rows = axis_plan(box[0], box[1], height, scaled[0], self.output_stride)
+            cols = axis_plan(box[2], box[3], width, scaled[1], self.output_stride)
+            x = self._normalise(rgb[rows[0], cols[0]])
+            x = torch.einsum("ih,nchw,jw->ncij", rows[1], x, cols[1])
+            out = torch.einsum("ih,nchw,jw->ncij", rows[2], self._run_flipped(x), cols[2])
+        if self.fusion == "mean":
+            out = out.softmax(1)
+        return out.mean(0)
+
+    def _run_flipped(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of x (and of its mirror image, flipped back, when flip is on): B,C,H,W."""
+        if not self.flip:
+            return self._run(x)
+        out = self._run(torch.cat([x, x.flip(-1)]))
+        return torch.stack([out[0], out[1].flip(-1)])
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            out = self.model(x)
+        return out.float()
+
+    def _normalise(self, rgb: np.ndarray) -> torch.Tensor:
+        x = torch.tensor(rgb).permute(2, 0, 1).float().div_(255)
+        return x.sub_(self._mean).div_(self._std).unsqueeze(0)
+
+
+def _check_scales(scales: Sequence[float]) -> tuple[float, ...]:
+    scales = tuple(float(s) for s in scales)
+    if not scales or min(scales) <= 0:
+        raise ValueError(f"scales must be positive numbers, got {scales}")
+    return scales
+
+
+def _as_rgb(image: np.ndarray | Image.Image) -> np.ndarray:
+    if isinstance(image, Image.Image):
+        return to_rgb(image)
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"images must be uint8, got {image.dtype}")
+    if image.ndim == 2:
+        return np.repeat(image[..., None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise ValueError(f"images must be HxWx3 RGB, got shape {image.shape}")
+    return image[..., :3]
+
+
+def _softmax_(logits: torch.Tensor, rows: int = 256) -> torch.Tensor:
+    """Softmax over classes, in place, a band of rows at a time (bounded extra memory)."""
+    for top in range(0, logits.shape[1], rows):
+        logits[:, top : top + rows] = logits[:, top : top + rows].softmax(0)
+    return logits

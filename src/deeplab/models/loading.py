@@ -1,0 +1,128 @@
+"""A model from a checkpoint file and back: ``load_model``, ``save_model``, ``describe_checkpoint``."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from deeplab.checkpoint import (
+    FORMAT,
+    VERSION,
+    CheckpointError,
+    key_problems,
+    read_checkpoint,
+    recognise,
+    write_checkpoint,
+)
+from deeplab.models.deeplab import unwrap
+from deeplab.models.meta import ModelMeta, default_meta
+from deeplab.models.presets import build_model, scale_rates
+
+
+def load_model(path: str | os.PathLike, **overrides: Any) -> nn.Module:
+    """Build the model a checkpoint describes, load its weights, return it in eval mode with meta filled.
+
+    ``overrides`` are build_model's; a changed ``num_classes`` re-initialises the classifier layers
+    (with a warning), a changed ``output_stride`` without ``atrous_rates`` scales the rates."""
+    found = recognise(read_checkpoint(path), path)
+    config = _apply_overrides(found.config, overrides)
+    build_kwargs = {k: v for k, v in config.items() if k != "num_classes"}
+    model = build_model(found.arch, config["num_classes"], **build_kwargs)
+    load_state(model, found.state_dict, path)
+    fields = found.fields
+    if config["num_classes"] == len(fields.get("classes", [])):
+        model.meta.classes = list(fields["classes"])
+        model.meta.palette = [tuple(c) for c in fields.get("palette", model.meta.palette)]
+    model.meta.mean = tuple(fields.get("mean", model.meta.mean))
+    model.meta.std = tuple(fields.get("std", model.meta.std))
+    return model.eval()
+
+
+def _apply_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``overrides``; a new output_stride without new rates scales the stored rates."""
+    merged = {**config, **overrides}
+    old_os, new_os = config.get("output_stride"), overrides.get("output_stride")
+    if new_os in (8, 16, 32) and new_os != old_os and "atrous_rates" not in overrides and config.get("atrous_rates"):
+        merged["atrous_rates"] = scale_rates(config["atrous_rates"], old_os, new_os)
+    return merged
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Load ``state`` into ``model``: classifier layers whose class count differs, and an aux head the
+    file lacks, are left freshly initialised with a warning; any other mismatch is a CheckpointError."""
+    own = model.state_dict()
+    num_classes = model.meta.config["num_classes"]
+    differ = [k for k, v in state.items() if k in own and v.shape != own[k].shape]
+    reinit = sorted({_layer(k) for k in differ if own[k].shape[:1] == (num_classes,)})
+    wrong = [k for k in differ if _layer(k) not in reinit]
+    dropped_aux = model.aux_classifier is None
+    unexpected = [k for k in state if k not in own and not (dropped_aux and k.startswith("aux_classifier."))]
+    fresh_aux = [k for k in own if k not in state and k.startswith("aux_classifier.")]
+    missing = [k for k in own if k not in state and k not in fresh_aux]
+    problems = key_problems(missing=missing, unexpected=unexpected, shape_mismatch=wrong)
+    if problems:
+        raise CheckpointError(f"{path}: weights do not fit {model.meta.arch}: {problems}")
+    if reinit:
+        warnings.warn(
+            f"{path}: num_classes is {num_classes}, re-initialised classifier layers {', '.join(reinit)}", stacklevel=3
+        )
+    if fresh_aux:
+        warnings.warn(
+            f"{path}: no aux_classifier weights in the file, the aux head is freshly initialised", stacklevel=3
+        )
+    model.load_state_dict({k: v for k, v in state.items() if k in own and _layer(k) not in reinit}, strict=False)
+
+
+def _layer(key: str) -> str:
+    """The module name of a state-dict key ("classifier.4.weight" -> "classifier.4")."""
+    return key.rsplit(".", 1)[0]
+
+
+def save_model(path: str | os.PathLike, model: nn.Module, **extra: Any) -> Path:
+    """Save ``model`` (a DeepLab, or wrapped in DDP/MultiScale) and its meta atomically, plus ``extra``
+    keys; refuses weights that are not finite (CheckpointError), leaving an earlier file intact."""
+    model = unwrap(model)
+    meta: ModelMeta = model.meta
+    checkpoint = {
+        "format": FORMAT,
+        "version": VERSION,
+        "arch": meta.arch,
+        "config": dict(meta.config),
+        "state_dict": model.state_dict(),
+        "classes": list(meta.classes),
+        "palette": [tuple(int(v) for v in c) for c in meta.palette],
+        "mean": tuple(float(v) for v in meta.mean),
+        "std": tuple(float(v) for v in meta.std),
+        **extra,
+    }
+    return write_checkpoint(path, checkpoint)
+
+
+def describe_checkpoint(path: str | os.PathLike) -> str:
+    """A human-readable summary of what a checkpoint file holds."""
+    obj = read_checkpoint(path)
+    found = recognise(obj, path)
+    state = found.state_dict
+    params = sum(v.numel() for k, v in state.items() if v.is_floating_point() and "running_" not in k)
+    meta = asdict(default_meta(found.arch, found.config)) | found.fields
+    classes = meta["classes"]
+    lines = [
+        f"file:     {path}",
+        f"format:   {found.kind}",
+        f"arch:     {found.arch}",
+        f"config:   {', '.join(f'{k}={v}' for k, v in found.config.items())}",
+        f"weights:  {len(state)} tensors, {params / 1e6:.2f}M parameters",
+        f"classes:  {len(classes)}: {', '.join(classes[:25])}" + (" ..." if len(classes) > 25 else ""),
+        f"mean/std: {tuple(meta['mean'])} / {tuple(meta['std'])}",
+    ]
+    known = {"format", "version", "arch", "config", "state_dict", *found.fields}
+    extra = [k for k in obj if k not in known] if obj.get("format") == FORMAT else []
+    if extra:
+        lines.append(f"extra:    {', '.join(extra)}")
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""The run log of a training run: log.csv, TensorBoard scalars when installed, a plot hook."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+LOG_FIELDS = ("iteration", "loss", "lr", "val_miou", "seconds")
+
+
+class RunLog:
+    """log.csv (rows after `start` from an interrupted run are dropped), TensorBoard, a plot hook."""
+
+    def __init__(
+        self, output: Path, start: int, enabled: bool, tensorboard: bool, plot: Callable[[Path], Any] | None = None
+    ) -> None:
+        self.path, self.enabled, self.t0 = output / "log.csv", enabled, time.perf_counter()
+        self.plot_hook = plot
+        self.writer = None
+        if not enabled:
+            return
+        rows = []
+        if self.path.exists() and start > 0:
+            with open(self.path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= start]
+        self.file = open(self.path, "w", newline="")
+        self.csv = csv.DictWriter(self.file, LOG_FIELDS)
+        self.csv.writeheader()
+        self.csv.writerows(rows)
+        if tensorboard:
+            with contextlib.suppress(ImportError):
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(output / "tensorboard"))
+
+    def write(self, iteration: int, row: dict[str, float]) -> None:
+        """Append a row (and TensorBoard scalars)."""
+        if not self.enabled:
+            return
+        self.csv.writerow({"iteration": iteration, **row, "seconds": round(time.perf_counter() - self.t0, 3)})
+        self.file.flush()
+        if self.writer:
+            for key, value in row.items():
+                self.writer.add_scalar(key, value, iteration)
+
+    def plot(self) -> None:
+        """Call the plot hook (the application draws loss and mIoU curves) with the log's path."""
+        if self.enabled and self.plot_hook is not None:
+            self.plot_hook(self.path)
+
+    def close(self) -> None:
+        """Close the files."""
+        if self.enabled:
+            self.file.close()
+            if self.writer:
+                self.writer.close()

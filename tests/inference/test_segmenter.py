@@ -1,0 +1,242 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from deeplab.inference import Segmenter, fold_batchnorm, prepare_model
+from deeplab.inference import segmenter as inference
+from tiny_model import TinyNet, tiny_image
+
+
+def _normalised(model, rgb):
+    x = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
+    mean, std = torch.tensor(model.meta.mean), torch.tensor(model.meta.std)
+    return ((x - mean[:, None, None]) / std[:, None, None])[None]
+
+
+def _logits(model, x, scale, flip=False):
+    h, w = x.shape[-2:]
+    xs = (
+        F.interpolate(x, size=(round(h * scale), round(w * scale)), mode="bilinear", align_corners=False)
+        if scale != 1
+        else x
+    )
+    xs = xs.flip(-1) if flip else xs
+    with torch.no_grad():
+        out = model(xs)
+    out = out.flip(-1) if flip else out
+    return F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)[0]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return TinyNet()
+
+
+@pytest.fixture(scope="module")
+def image():
+    return tiny_image(40, 56)
+
+
+def test_max_fusion_is_elementwise_max_of_single_scale_logits(model, image):
+    scales = (1.0, 0.75, 0.5)
+    pred = Segmenter(model, scales=scales, fusion="max", optimize=False)(image)
+    x = _normalised(model, image)
+    expected = torch.stack([_logits(model, x, s) for s in scales]).amax(0).softmax(0)
+    np.testing.assert_allclose(pred.probs, expected.numpy(), atol=1e-5)
+    assert pred.labels.shape == image.shape[:2] and pred.labels.dtype == np.int64
+    np.testing.assert_array_equal(pred.labels, expected.argmax(0).numpy())
+
+
+def test_mean_fusion_averages_probabilities(model, image):
+    scales = (0.5, 1.25)
+    pred = Segmenter(model, scales=scales, fusion="mean", optimize=False)(image)
+    x = _normalised(model, image)
+    expected = torch.stack([_logits(model, x, s).softmax(0) for s in scales]).mean(0)
+    np.testing.assert_allclose(pred.probs, expected.numpy(), atol=1e-5)
+    np.testing.assert_allclose(pred.probs.sum(0), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("fusion", ["mean", "max"])
+def test_flip_averaging_equals_manual_computation(model, image, fusion):
+    pred = Segmenter(model, scales=(1.0, 0.75), flip=True, fusion=fusion, optimize=False)(image)
+    x = _normalised(model, image)
+    space = (lambda t: t.softmax(0)) if fusion == "mean" else (lambda t: t)
+    per_scale = [(space(_logits(model, x, s)) + space(_logits(model, x, s, flip=True))) / 2 for s in (1.0, 0.75)]
+    fused = torch.stack(per_scale)
+    expected = fused.mean(0) if fusion == "mean" else fused.amax(0).softmax(0)
+    np.testing.assert_allclose(pred.probs, expected.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("fusion", ["mean", "max"])
+def test_tiled_matches_untiled(model, fusion):
+    # 64x96 at scales 1, .75, .5 keeps every scaled size on the output-stride grid: near exact
+    image = tiny_image(64, 96, seed=3)
+    kw = dict(scales=(1.0, 0.75, 0.5), flip=True, fusion=fusion, optimize=False)
+    whole = Segmenter(model, **kw)(image)
+    tiled = Segmenter(model, tile=(40, 48), overlap=1 / 3, **kw)(image)
+    assert np.abs(tiled.probs - whole.probs).mean() < 1e-3
+    assert np.abs(tiled.probs - whole.probs).max() < 0.02
+    np.testing.assert_array_equal(tiled.labels, whole.labels)
+
+
+def test_tiled_matches_untiled_off_grid_scales(model):
+    image = tiny_image(70, 90, seed=3)
+    whole = Segmenter(model, scales=(1.25, 0.6), optimize=False)(image)
+    tiled = Segmenter(model, scales=(1.25, 0.6), tile=40, optimize=False)(image)
+    assert np.abs(tiled.probs - whole.probs).mean() < 0.01
+    assert (tiled.labels == whole.labels).mean() > 0.99
+
+
+def test_tiled_resampling_is_exact_for_a_pointwise_model():
+    class Pointwise(nn.Module):
+        output_stride = 1
+
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    model, image = Pointwise(), tiny_image(50, 70, seed=1)
+    for scale in (0.5, 0.75, 1.0, 1.75):
+        whole = Segmenter(model, scales=(scale,), optimize=False)(image)
+        tiled = Segmenter(model, scales=(scale,), tile=(24, 32), optimize=False)(image)
+        np.testing.assert_allclose(tiled.probs, whole.probs, atol=1e-5)
+
+
+def test_tiles_bound_the_network_input_and_cover_the_image(model, monkeypatch):
+    boxes, inputs = [], []
+    fuse, run = Segmenter._fuse, Segmenter._run
+    monkeypatch.setattr(Segmenter, "_fuse", lambda self, rgb, box=None: boxes.append(box) or fuse(self, rgb, box))
+    monkeypatch.setattr(Segmenter, "_run", lambda self, x: inputs.append(x.shape[-2:]) or run(self, x))
+    pred = Segmenter(model, scales=(1.0, 1.5), tile=32, overlap=0.25)(tiny_image(50, 90))
+    assert pred.probs.shape == (4, 50, 90) and len(boxes) == 2 * 4
+    assert all(b - t == 32 and r - left == 32 for t, b, left, r in boxes)
+    assert max(max(shape) for shape in inputs) <= 1.5 * 32 + 2 * 4  # window + grid alignment
+
+
+def test_large_images_are_tiled_automatically(model, monkeypatch):
+    monkeypatch.setattr(inference, "DEFAULT_TILE", (24, 24))
+    image = tiny_image(40, 56)
+    auto = Segmenter(model, max_pixels=1000)(image)
+    explicit = Segmenter(model, tile=24)(image)
+    np.testing.assert_array_equal(auto.probs, explicit.probs)
+
+
+def test_folded_channels_last_model_equals_plain(model):
+    fast = prepare_model(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
+    assert fast.meta == model.meta and fast.output_stride == 4
+    x = torch.randn(2, 3, 33, 47)
+    with torch.no_grad():
+        np.testing.assert_allclose(fast(x.contiguous(memory_format=torch.channels_last)), model(x), atol=1e-5)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # original untouched
+
+
+def test_folding_falls_back_to_registration_order_when_untraceable():
+    class Untraceable(TinyNet):
+        def forward(self, x, return_aux=False):
+            if x.sum() > -1e9:  # data-dependent control flow defeats torch.fx
+                return super().forward(x)
+            return x
+
+    model = Untraceable()
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(1, 3, 20, 20)
+    with torch.no_grad():
+        np.testing.assert_allclose(folded(x), model(x), atol=1e-5)
+
+
+def test_fast_path_segmenter_equals_plain(model, image):
+    plain = Segmenter(model, scales=(1.0, 0.5), flip=True, optimize=False)(image)
+    fast = Segmenter(model, scales=(1.0, 0.5), flip=True)(image)
+    np.testing.assert_allclose(fast.probs, plain.probs, atol=1e-5)
+
+
+def test_bf16_is_close_to_fp32(model, image):
+    fp32 = Segmenter(model)(image)
+    bf16 = Segmenter(model, precision="bf16")(image)
+    assert bf16.probs.dtype == np.float32
+    assert np.abs(bf16.probs - fp32.probs).max() < 0.05
+    assert (bf16.labels == fp32.labels).mean() > 0.95
+
+
+def test_presets_name_the_paper_strategies(model):
+    v2 = Segmenter.from_preset(model, "deeplabv2")
+    assert (v2.scales, v2.fusion, v2.flip) == ((1.0, 0.75, 0.5), "max", False)
+    v3 = Segmenter.from_preset(model, "deeplabv3", flip=False)
+    assert v3.scales == (0.5, 0.75, 1.0, 1.25, 1.5, 1.75) and v3.fusion == "mean" and not v3.flip
+    with pytest.raises(ValueError, match="unknown preset 'v9'"):
+        Segmenter.from_preset(model, "v9")
+
+
+def test_crf_refines_the_fused_probabilities(model, image):
+    calls = []
+
+    def crf(rgb, probs):
+        calls.append((rgb.shape, probs.copy()))
+        return probs[::-1].copy()  # reverse the classes: visible in the labels
+
+    plain = Segmenter(model)(image)
+    refined = Segmenter(model, crf=crf)(image)
+    assert calls[0][0] == image.shape
+    np.testing.assert_allclose(calls[0][1], plain.probs, atol=1e-6)
+    np.testing.assert_array_equal(refined.labels, 3 - plain.labels)
+
+
+def test_accepts_pil_gray_and_rgba(model, image):
+    expected = Segmenter(model)(image).labels
+    seg = Segmenter(model)
+    np.testing.assert_array_equal(seg(Image.fromarray(image)).labels, expected)
+    rgba = np.concatenate([image, np.full(image.shape[:2] + (1,), 255, np.uint8)], axis=2)
+    np.testing.assert_array_equal(seg(rgba).labels, expected)
+    assert seg(image[..., 0]).labels.shape == image.shape[:2]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"scales": (1.0, 0.0)}, "scales must be positive"),
+        ({"scales": (-0.5,)}, "scales must be positive"),
+        ({"tile": 3}, "smaller than the model's output stride 4"),
+        ({"fusion": "median"}, "fusion must be"),
+        ({"precision": "fp8"}, "precision must be"),
+        ({"overlap": 1.0}, "overlap must lie"),
+        ({"backend": "tensorrt"}, "backend must be"),
+    ],
+)
+def test_bad_arguments_give_clear_errors(model, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Segmenter(model, **kwargs)
+
+
+def test_bad_image_arrays_are_rejected(model):
+    with pytest.raises(ValueError, match="uint8"):
+        Segmenter(model)(np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match="HxWx3"):
+        Segmenter(model)(np.zeros((8, 8, 5), np.uint8))
+
+
+def test_real_model_fast_path_agrees_with_plain():
+    import deeplab
+
+    torch.manual_seed(0)
+    model = deeplab.build_model("deeplabv3-mobilenetv2", num_classes=5).eval()
+    image = tiny_image(64, 80, seed=5)
+    kw = dict(scales=(1.0, 0.5), flip=True, fusion="max")
+    plain = Segmenter(model, optimize=False, **kw)(image)
+    fast = Segmenter(model, **kw)(image)
+    np.testing.assert_allclose(fast.probs, plain.probs, atol=1e-4)
+    assert (fast.labels == plain.labels).mean() > 0.999
+
+
+@pytest.mark.slow
+def test_compiled_model_equals_plain(model, image):
+    plain = Segmenter(model, optimize=False)(image)
+    compiled = Segmenter(model, compile=True)(image)
+    np.testing.assert_allclose(compiled.probs, plain.probs, atol=1e-4)

@@ -1,0 +1,118 @@
+import pytest
+import torch
+from click.testing import CliRunner
+
+from deeplab import MultiScale, build_model, load_model
+from deeplab.apps.cli import main
+from deeplab.checkpoint import CheckpointError, read_checkpoint
+from deeplab.models import load_backbone_weights, save_model
+from tv import randomise_batchnorm
+
+
+@pytest.fixture
+def small_model():
+    torch.manual_seed(0)
+    model = build_model("deeplabv3plus-mobilenetv2", num_classes=3, width_mult=0.5).eval()
+    model.meta.classes = ["sky", "road", "car"]
+    model.meta.palette = [(1, 2, 3), (4, 5, 6), (7, 8, 9)]
+    model.meta.mean, model.meta.std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    return model
+
+
+def test_round_trip_gives_identical_logits_and_meta(tmp_path, small_model):
+    path = tmp_path / "ckpt" / "model.pth"
+    save_model(path, MultiScale(small_model), train_state={"iteration": 7})
+    assert [p.name for p in path.parent.iterdir()] == ["model.pth"]  # no temp file left behind
+    raw = read_checkpoint(path)
+    assert raw["format"] == "deeplab" and raw["version"] == 1 and raw["train_state"] == {"iteration": 7}
+    loaded = load_model(path)
+    assert not loaded.training and loaded.meta == small_model.meta
+    x = torch.randn(1, 3, 33, 47)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), small_model(x))
+
+
+def test_other_num_classes_reinitialises_classifier_only(tmp_path, small_model):
+    save_model(tmp_path / "m.pth", small_model)
+    with pytest.warns(UserWarning, match=r"num_classes is 5, re-initialised classifier layers classifier\.cls$"):
+        model = load_model(tmp_path / "m.pth", num_classes=5)
+    assert model.meta.classes == [f"class_{i}" for i in range(5)] and model.meta.mean == (0.5, 0.5, 0.5)
+    assert torch.equal(model.classifier.fuse[0].weight, small_model.classifier.fuse[0].weight)
+    assert torch.equal(model.backbone.features[3].conv[0][0].weight, small_model.backbone.features[3].conv[0][0].weight)
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 33, 47)).shape == (1, 5, 33, 47)
+
+
+def test_output_stride_override_scales_stored_rates(tmp_path, small_model):
+    save_model(tmp_path / "m.pth", small_model)
+    model = load_model(tmp_path / "m.pth", output_stride=8)
+    assert model.output_stride == 8 and model.meta.config["atrous_rates"] == (12, 24, 36)
+
+
+@pytest.mark.parametrize("aux", [False, True])
+@pytest.mark.parametrize("depth", [50, pytest.param(101, marks=pytest.mark.slow)])
+def test_torchvision_deeplabv3_gives_the_same_logits(tmp_path, depth, aux, tv):
+    torch.manual_seed(depth)
+    factory = getattr(tv.models.segmentation, f"deeplabv3_resnet{depth}")
+    reference = factory(weights=None, weights_backbone=None, num_classes=5, aux_loss=aux).eval()
+    randomise_batchnorm(reference)
+    torch.save(reference.state_dict(), tmp_path / "tv.pth")
+    model = load_model(tmp_path / "tv.pth")
+    assert model.meta.arch == f"deeplabv3-resnet{depth}" and model.meta.config["aux"] == aux
+    x = torch.randn(1, 3, 37, 45)
+    with torch.no_grad():
+        theirs, ours = reference(x), model(x, return_aux=True)
+    assert set(ours) == set(theirs)
+    for key in theirs:
+        assert (ours[key] - theirs[key]).abs().max() <= 1e-4 * theirs[key].abs().max()
+    if aux:
+        assert load_model(tmp_path / "tv.pth", aux=False).aux_classifier is None
+
+
+def test_bad_files_give_one_line_errors_naming_the_file(tmp_path, small_model):
+    (tmp_path / "text.pth").write_text("hello\n")
+    save_model(tmp_path / "good.pth", small_model)
+    data = (tmp_path / "good.pth").read_bytes()
+    (tmp_path / "truncated.pth").write_bytes(data[: len(data) // 2])
+    torch.save({"weights": torch.zeros(2), "epoch": 3}, tmp_path / "unknown.pth")
+    torch.save(torch.zeros(3), tmp_path / "tensor.pth")
+    cases = {
+        "text.pth": "not a PyTorch",
+        "truncated.pth": "truncated",
+        "missing.pth": "no such",
+        "unknown.pth": "unknown checkpoint format, first keys: weights, epoch",
+        "tensor.pth": "holds a Tensor",
+    }
+    for name, message in cases.items():
+        with pytest.raises(CheckpointError, match=message) as info:
+            load_model(tmp_path / name)
+        assert str(tmp_path / name) in str(info.value) and "\n" not in str(info.value)
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+def test_loading_never_runs_code_from_the_file(tmp_path, capsys):
+    torch.save({"format": "deeplab", "state_dict": Payload()}, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        load_model(tmp_path / "evil.pth")
+    assert "code ran" not in capsys.readouterr().out
+
+
+def test_backbone_weights_of_the_wrong_network_are_refused(tmp_path, small_model):
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, tmp_path / "resnet.pth")
+    with pytest.raises(CheckpointError, match="not weights for a MobileNetV2 backbone: missing: features.0.0.weight"):
+        load_backbone_weights(small_model, tmp_path / "resnet.pth")
+
+
+def test_info_command(tmp_path, small_model):
+    save_model(tmp_path / "m.pth", small_model, train_state={"iteration": 1})
+    result = CliRunner().invoke(main, ["info", str(tmp_path / "m.pth")])
+    assert result.exit_code == 0, result.output
+    assert "deeplabv3plus-mobilenetv2" in result.output and "sky, road, car" in result.output
+    assert "train_state" in result.output
+    (tmp_path / "bad.pth").write_text("x")
+    result = CliRunner().invoke(main, ["info", str(tmp_path / "bad.pth")])
+    assert result.exit_code == 1 and "bad.pth" in result.output and "Traceback" not in result.output

@@ -1,0 +1,521 @@
+"""Training pieces: poly LR, head learning rate, batch-norm modes, data order, losses."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from deeplab.train.loss import cross_entropy, segmentation_loss
+from deeplab.train.optim import PolyLR, build_sgd, poly_lr, set_bn_mode
+from deeplab.train.sampling import IterationBatches, SampleStream, seeded
+
+
+class _Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.classifier = nn.Conv2d(4, 3, 1)
+        self.aux_classifier = None
+
+    def forward(self, x):
+        return self.classifier(self.backbone(x))
+
+
+def test_poly_lr_schedule():
+    net = _Net()
+    opt = build_sgd(net, lr=0.01, head_lr_mult=10)
+    sched = PolyLR(opt, iterations=100, power=0.9)
+    seen = []
+    for _ in range(100):
+        seen.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    assert seen[0] == pytest.approx([0.01, 0.1])
+    for it in (1, 37, 99):
+        expected = 0.01 * (1 - it / 100) ** 0.9
+        assert seen[it] == pytest.approx([expected, 10 * expected], rel=1e-12)
+    assert opt.param_groups[0]["lr"] == 0.0 == poly_lr(0.01, 100, 100)
+
+
+def test_head_gets_its_own_learning_rate():
+    net = _Net()
+    opt = build_sgd(net, lr=0.1, momentum=0.9, weight_decay=5e-4, head_lr_mult=10)
+    body, head = opt.param_groups
+    assert {id(p) for p in head["params"]} == {id(p) for p in net.classifier.parameters()}
+    assert len(body["params"]) == 4 and head["lr"] == pytest.approx(1.0)
+    assert body["momentum"] == 0.9 and body["weight_decay"] == 5e-4
+
+
+def test_frozen_batch_norm_is_not_trained():
+    net = _Net()
+    net.train()
+    set_bn_mode(net, "frozen")
+    bn = net.backbone[1]
+    assert not bn.training and not bn.weight.requires_grad and not bn.bias.requires_grad
+    opt = build_sgd(net, lr=0.1)
+    trained = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert id(bn.weight) not in trained and id(net.backbone[0].weight) in trained
+    before = bn.running_mean.clone()
+    net(torch.randn(2, 3, 8, 8)).sum().backward()
+    opt.step()
+    assert torch.equal(bn.running_mean, before)
+    with pytest.raises(ValueError, match="bn_mode"):
+        set_bn_mode(net, "fixed")
+
+
+def test_train_bn_mode_updates_statistics():
+    net = _Net().train()
+    set_bn_mode(net, "train")
+    net(torch.randn(2, 3, 8, 8) + 3)
+    assert net.backbone[1].training and net.backbone[1].running_mean.abs().sum() > 0
+
+
+def test_batches_split_across_processes_and_accumulation():
+    single = [b for b in IterationBatches(8, iterations=3)]
+    assert single == [list(range(0, 8)), list(range(8, 16)), list(range(16, 24))]
+    parts = [list(IterationBatches(8, 3, accumulate=2, rank=r, world_size=2)) for r in range(2)]
+    for it in range(3):  # each iteration: 2 micro-batches per process, together the global batch
+        together = sorted(p for r in range(2) for b in parts[r][2 * it : 2 * it + 2] for p in b)
+        assert together == single[it]
+    assert list(IterationBatches(8, 3, start=2)) == single[2:]
+    with pytest.raises(ValueError, match="not divisible"):
+        IterationBatches(6, 3, accumulate=2, world_size=2)
+
+
+class _Numbers:
+    """Returns (index, an augmentation draw from the global RNGs)."""
+
+    classes = ["a"]
+
+    def __len__(self):
+        return 5
+
+    def __getitem__(self, i):
+        return i, (random.random(), float(np.random.rand()), float(torch.rand(())))
+
+
+def test_sample_stream_is_a_function_of_position():
+    stream = SampleStream(_Numbers(), seed=1)
+    epoch0 = [stream[p][0] for p in range(5)]
+    epoch1 = [stream[p][0] for p in range(5, 10)]
+    assert sorted(epoch0) == sorted(epoch1) == list(range(5)) and epoch0 != epoch1
+    fresh = SampleStream(_Numbers(), seed=1)
+    assert fresh[7] == stream[7]  # no replay needed: position 7 alone gives the same sample
+    assert SampleStream(_Numbers(), seed=2)[7] != stream[7]
+    state = torch.get_rng_state()
+    stream[3]
+    assert torch.equal(state, torch.get_rng_state())  # global RNGs left as they were
+    with pytest.raises(ValueError, match="empty"):
+        SampleStream([], seed=0)
+
+
+def test_seeded_restores_global_state():
+    random.seed(5)
+    expected = random.random()
+    random.seed(5)
+    with seeded(123):
+        a = random.random()
+    with seeded(123):
+        assert random.random() == a
+    assert random.random() == expected
+
+
+def test_losses():
+    logits = torch.randn(2, 3, 4, 4)
+    target = torch.randint(0, 3, (2, 4, 4))
+    target[0, 0] = 255
+    ce = cross_entropy(logits, target)
+    assert ce == pytest.approx(nn.functional.cross_entropy(logits, target, ignore_index=255).item())
+    assert cross_entropy(logits, torch.full_like(target, 255)) == 0  # not NaN
+    assert segmentation_loss({"out": logits, "aux": logits}, target, 0.4) == pytest.approx(1.4 * ce.item())
+    msc = {"out": logits, "per_scale": [logits, logits]}
+    assert segmentation_loss(msc, target) == pytest.approx(3 * ce.item())
+    assert math.isfinite(segmentation_loss(logits, target).item())
+
+
+# -- the Trainer, end to end on the built-in shapes -------------------------------------------------
+
+from deeplab.data import ShapesDataset  # noqa: E402
+from deeplab.train import NonFiniteLossError, Trainer  # noqa: E402
+from deeplab.train.config import load_config  # noqa: E402
+
+SIZE = 64
+
+
+def _config(out, *overrides: str):
+    base = [
+        f"output={out}",
+        "model.arch=deeplabv3-mobilenetv2",
+        "model.options={width_mult: 0.25}",
+        "data.dataset=shapes",
+        f"data.crop_size={SIZE - 16}",
+        "data.num_workers=0",
+        "data.scan_masks=false",
+        "data.val_split=null",
+        "train.iterations=6",
+        "train.batch_size=4",
+        "train.lr=0.02",
+        "train.checkpoint_every=3",
+        "train.val_every=3",
+        "train.log_every=1",
+    ]
+    return load_config(None, base + list(overrides))
+
+
+def _shapes(n: int = 4, split: str = "train") -> ShapesDataset:
+    return ShapesDataset(split, n, size=SIZE)
+
+
+def _model(num_classes: int = 7, dropout: bool = True):
+    from deeplab.models.presets import build_model
+
+    torch.manual_seed(0)
+    model = build_model("deeplabv3-mobilenetv2", num_classes, width_mult=0.25)
+    for m in model.modules():
+        if isinstance(m, nn.Dropout) and not dropout:
+            m.p = 0.0
+    return model
+
+
+def _weights(path) -> dict:
+    from deeplab.checkpoint import read_checkpoint
+
+    return read_checkpoint(path)["state_dict"]
+
+
+def test_resume_ends_with_the_same_weights(tmp_path):
+    full = Trainer.from_config(_config(tmp_path / "full"), train_set=_shapes(), model=_model(), progress=False)
+    full.fit()
+
+    cfg = _config(tmp_path / "stopped")
+    stopped = Trainer.from_config(cfg, train_set=_shapes(), model=_model(), progress=False)
+    step = stopped.step
+
+    def crash_at_5(batches):  # killed during iteration 5, after the checkpoint of iteration 3
+        if stopped.iteration == 4:
+            raise KeyboardInterrupt
+        return step(batches)
+
+    stopped.step = crash_at_5
+    with pytest.raises(KeyboardInterrupt):
+        stopped.fit()
+    resumed = Trainer.from_config(cfg, train_set=_shapes(), model=_model(), progress=False)
+    resumed.resume(tmp_path / "stopped" / "last.pt")
+    assert resumed.iteration == 3
+    resumed.fit()
+    a, b = _weights(tmp_path / "full" / "last.pt"), _weights(tmp_path / "stopped" / "last.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    log = (tmp_path / "stopped" / "log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in log[1:]] == ["1", "2", "3", "4", "5", "6"]
+
+
+# head_lr_mult 10: under DDP the head must keep its own learning rate (v2's 10x), as in one process
+_DDP_RECIPE = ("train.bn_mode=frozen", "data.scale_range=[1, 1]", "train.iterations=4", "train.head_lr_mult=10")
+
+
+def _ddp_worker(rank: int, world: int, out: str, port: int) -> None:
+    import os
+
+    from deeplab.train.distributed import cleanup, init_distributed
+
+    torch.set_num_threads(1)
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    dist = init_distributed("cpu")
+    try:
+        cfg = _config(out, *_DDP_RECIPE)
+        Trainer.from_config(cfg, train_set=_shapes(), model=_model(dropout=False), dist=dist, progress=False).fit()
+    finally:
+        cleanup()
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "ddp"), port), nprocs=2)
+    # frozen BN and no dropout: DDP's averaged gradients equal one process's on the global batch
+    # (crops of unscaled 64 px images: no ignore padding, so every micro-batch has equal weight)
+    cfg = _config(tmp_path / "one", *_DDP_RECIPE)
+    Trainer.from_config(cfg, train_set=_shapes(), model=_model(dropout=False), progress=False).fit()
+    a, b = _weights(tmp_path / "ddp" / "last.pt"), _weights(tmp_path / "one" / "last.pt")
+    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-5
+    assert any(not torch.equal(a[k], _model().state_dict()[k]) for k in a)  # it did train
+
+
+def test_nan_loss_stops_with_last_good_checkpoint(tmp_path):
+    cfg = _config(tmp_path, "train.lr=1e30", "train.iterations=50", "train.checkpoint_every=50")
+    trainer = Trainer.from_config(cfg, train_set=_shapes(), model=_model(), progress=False)
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"loss is (nan|inf) at iteration \d+; stopped, last good state \(iteration \d+\) saved to .*last.pt",
+    ):
+        trainer.fit()
+    from deeplab.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(tmp_path / "last.pt")
+    assert ckpt["train_state"]["iteration"] == trainer.iteration < 50
+    # the last good state is entirely finite, batch-norm statistics included, and predicts
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+    from deeplab import Segmenter, load_model
+
+    probs = Segmenter(load_model(tmp_path / "last.pt"))(_shapes(1)[0][0]).probs
+    assert np.isfinite(probs).all()
+
+
+def test_non_finite_weights_are_never_written(tmp_path):
+    from deeplab.checkpoint import CheckpointError
+    from deeplab.models import save_model
+
+    model = _model()
+    save_model(tmp_path / "last.pt", model)
+    before = (tmp_path / "last.pt").read_bytes()
+    with torch.no_grad():
+        model.backbone.features[0][1].running_var[0] = float("nan")
+    with pytest.raises(CheckpointError, match=r"last.pt: not written, 1 weight tensors hold NaN.*running_var"):
+        save_model(tmp_path / "last.pt", model)
+    assert (tmp_path / "last.pt").read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_head_learning_rate_survives_a_ddp_style_wrapper():
+    class Wrapper(nn.Module):  # DistributedDataParallel keeps the model as .module
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    net = _Net()
+    body, head = build_sgd(Wrapper(net), lr=0.1, head_lr_mult=10).param_groups
+    assert {id(p) for p in head["params"]} == {id(p) for p in net.classifier.parameters()}
+    assert head["lr"] == pytest.approx(1.0)
+
+
+def _first_batch(cfg) -> torch.Tensor:
+    trainer = Trainer.from_config(cfg, train_set=_shapes(), model=_model(), progress=False)
+    return next(iter(trainer.loader()))[0]
+
+
+def test_train_seed_reaches_the_augmentation(tmp_path):
+    a = _first_batch(_config(tmp_path, "train.seed=1"))
+    b = _first_batch(_config(tmp_path, "train.seed=2"))
+    again = _first_batch(_config(tmp_path, "train.seed=1"))
+    assert torch.equal(a, again) and not torch.equal(a, b)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_bad_sample_gives_the_same_one_line_error_with_workers(tmp_path, workers):
+    from PIL import Image
+
+    from deeplab.data.shapes import write_dataset
+
+    root = write_dataset(tmp_path / "data", {"train": 2}, size=SIZE)
+    bad = root / "masks" / "train_00001.png"
+    mask = np.array(Image.open(bad))
+    mask[0, 0] = 9
+    Image.fromarray(mask).save(bad)
+    cfg = _config(
+        tmp_path / "run",
+        "data.dataset=folder",
+        f"data.root={root}",
+        "data.train_split=train",
+        f"data.num_workers={workers}",
+        "train.batch_size=2",
+    )
+    trainer = Trainer.from_config(cfg, model=_model(), progress=False)
+    with pytest.raises(ValueError) as caught:
+        trainer.fit()
+    message = str(caught.value)
+    assert message.startswith(f"{bad}: mask values [9] are not labels") and "\n" not in message
+
+
+def test_bad_mask_value_stops_before_training(tmp_path):
+    from PIL import Image
+
+    from deeplab.data.shapes import write_dataset
+
+    root = write_dataset(tmp_path / "data", {"train": 3}, size=SIZE)
+    bad = root / "masks" / "train_00001.png"
+    mask = np.array(Image.open(bad))
+    mask[0, :3] = [9, 12, 9]
+    Image.fromarray(mask).save(bad)
+    cfg = _config(
+        tmp_path / "run", "data.dataset=folder", f"data.root={root}", "data.train_split=train", "data.scan_masks=true"
+    )
+    with pytest.raises(ValueError, match=r"train_00001.png.*\[9, 12\]"):
+        Trainer.from_config(cfg, model=_model(), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_model_and_empty_split_errors(tmp_path):
+    cfg = _config(tmp_path, "model.options={width_mult: 0.25}", "train.precision=fp16")
+    with pytest.raises(ValueError, match="fp16 needs a GPU"):
+        Trainer.from_config(cfg, train_set=_shapes(), model=_model(), progress=False)
+    with pytest.raises(ValueError, match="empty"):
+        Trainer.from_config(_config(tmp_path), train_set=[], model=_model(), progress=False)
+    with pytest.raises(ValueError, match="no training state"):
+        from deeplab.models import save_model
+
+        save_model(tmp_path / "plain.pt", _model())
+        Trainer.from_config(_config(tmp_path), train_set=_shapes(), model=_model(), progress=False).resume(
+            tmp_path / "plain.pt"
+        )
+
+
+@pytest.mark.slow
+def test_tiny_model_overfits_a_few_images(tmp_path):
+    import time
+
+    cfg = _config(
+        tmp_path,
+        "model.arch=deeplabv3plus-mobilenetv2",
+        "model.options={width_mult: 0.5}",
+        f"data.crop_size={SIZE}",
+        "data.scale_range=[1, 1]",
+        "data.flip=false",
+        "train.iterations=240",
+        "train.lr=0.1",
+        "train.val_every=240",
+        "train.checkpoint_every=240",
+        "train.log_every=10",
+    )
+    start = time.perf_counter()
+    result = Trainer.from_config(cfg, train_set=_shapes(2), val_set=_shapes(2), progress=False).fit()
+    assert time.perf_counter() - start < 60
+    assert result.best_miou > 0.9, result
+    assert (tmp_path / "best.pt").is_file()
+
+
+def test_cli_train_then_evaluate(tmp_path):
+    from click.testing import CliRunner
+
+    from deeplab.apps.cli import main
+
+    runner = CliRunner()
+    args = [
+        "train",
+        "--config",
+        "configs/shapes.yaml",
+        "--output",
+        str(tmp_path / "run"),
+        "--quiet",
+        "model.options={width_mult: 0.25}",
+        "data.crop_size=48",
+        "data.num_workers=0",
+        "data.options={size: 64}",
+        "data.val_options={num_images: 2}",
+        "train.batch_size=2",
+        "train.iterations=2",
+    ]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "trained 2 iterations" in result.output and (tmp_path / "run" / "best.pt").is_file()
+    assert (tmp_path / "run" / "loss.png").is_file() and (tmp_path / "run" / "miou.png").is_file()
+
+    result = runner.invoke(main, args[:5] + ["train.iteratons=3"])
+    assert result.exit_code == 1
+    assert (
+        "Error: override 'train.iteratons=3': unknown config key 'train.iteratons' (did you mean 'train.iterations'?)"
+        in result.output
+    )
+    assert "Traceback" not in result.output
+
+    out = tmp_path / "eval"
+    ev = [
+        "evaluate",
+        "--weights",
+        str(tmp_path / "run" / "best.pt"),
+        "--dataset",
+        "shapes",
+        "--max-images",
+        "2",
+        "--output",
+        str(out),
+    ]
+    result = runner.invoke(main, ev)
+    assert result.exit_code == 0, result.output
+    assert "miou" in result.output and (out / "result.json").is_file() and (out / "trimap.png").is_file()
+    result = runner.invoke(
+        main, ev[:-1] + [str(tmp_path / "flip"), "--flip", "--label", "flip", "--compare", str(out / "result.json")]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "flip" / "trimap_compare.png").is_file()
+    result = runner.invoke(main, ["evaluate", "--weights", str(tmp_path / "nope.pt"), "--dataset", "shapes"])
+    assert result.exit_code == 1 and "nope.pt" in result.output and "Traceback" not in result.output
+
+
+def test_benchmark_iterations_path():
+    from deeplab.train.timing import time_iterations
+
+    cfg = _config("unused", "data.crop_size=33")
+    r = time_iterations(cfg, iterations=1)
+    assert r["seconds_per_iteration"] > 0 and r["batch_size"] == 4 and r["crop_size"] == 33
+
+
+def test_msc_training_saves_the_inner_model(tmp_path):
+    cfg = _config(
+        tmp_path, "model.train_scales=[1.0, 0.5]", "model.fusion=max", "train.iterations=2", "train.head_lr_mult=10"
+    )
+    trainer = Trainer.from_config(cfg, train_set=_shapes(), progress=False)
+    assert type(trainer.net).__name__ == "MultiScale"
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([0.02, 0.2])
+    trainer.fit()
+    assert _weights(tmp_path / "last.pt").keys() == trainer.model.state_dict().keys()
+
+
+def test_aux_loss_and_bf16(tmp_path):
+    cfg = _config(
+        tmp_path,
+        "model.arch=deeplabv3-resnet50",
+        "model.options={}",
+        "model.aux=true",
+        "data.crop_size=33",
+        "train.batch_size=2",
+        "train.iterations=1",
+        "train.precision=bf16",
+        "train.bn_mode=frozen",
+    )
+    trainer = Trainer.from_config(cfg, train_set=_shapes(2), progress=False)
+    aux = trainer.model.aux_classifier
+    before = [p.detach().clone() for p in aux.parameters()]
+    trainer.fit()
+    assert any(not torch.equal(a, p) for a, p in zip(before, aux.parameters()))  # the aux head learned
+
+
+def test_backbone_weights_from_torchvision(tmp_path, tv):
+    path = tmp_path / "mobilenet_v2.pth"
+    torch.save(tv.models.mobilenet_v2(width_mult=0.25).state_dict(), path)
+    cfg = _config(tmp_path, "train.iterations=1", f"train.backbone_weights={path}")
+    trainer = Trainer.from_config(cfg, train_set=_shapes(), progress=False)
+    expected = torch.load(path, weights_only=True)["features.0.0.weight"]
+    first_conv = next(p for n, p in trainer.model.backbone.named_parameters() if p.dim() == 4)
+    assert torch.equal(first_conv.detach(), expected)
+
+
+def test_best_checkpoint_is_small_and_loads(tmp_path):
+    from deeplab.checkpoint import read_checkpoint
+    from deeplab.models import load_model
+
+    cfg = _config(
+        tmp_path,
+        "train.iterations=2",
+        "train.val_every=2",
+        "data.val_split=val",
+        "data.val_options={num_images: 1}",
+        "data.options={size: 64}",
+    )
+    Trainer.from_config(cfg, train_set=_shapes(), progress=False).fit()
+    best, last = read_checkpoint(tmp_path / "best.pt"), read_checkpoint(tmp_path / "last.pt")
+    assert "train_state" not in best and best["run"]["iteration"] == 2 and "optimizer" in last["train_state"]
+    assert (tmp_path / "best.pt").stat().st_size < 0.7 * (tmp_path / "last.pt").stat().st_size
+    model = load_model(tmp_path / "best.pt")
+    assert model.meta.classes == _shapes().classes and len(model.meta.palette) == 7
