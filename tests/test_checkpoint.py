@@ -116,3 +116,36 @@ def test_info_command(tmp_path, small_model):
     (tmp_path / "bad.pth").write_text("x")
     result = CliRunner().invoke(main, ["info", str(tmp_path / "bad.pth")])
     assert result.exit_code == 1 and "bad.pth" in result.output and "Traceback" not in result.output
+
+
+def test_a_full_disk_leaves_the_previous_checkpoint_and_no_temporary(tmp_path, small_model, monkeypatch):
+    import errno
+
+    from deeplab.atomic import WriteError
+
+    save_model(tmp_path / "last.pt", small_model)
+    before = (tmp_path / "last.pt").read_bytes()
+
+    def full_disk(obj, f):
+        f.write(b"x" * 100)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(WriteError, match=r"last\.pt: cannot write \(No space left on device\)"):
+        save_model(tmp_path / "last.pt", small_model)
+    assert (tmp_path / "last.pt").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_checkpoints_follow_the_umask_and_clean_up_stale_temporaries(tmp_path, small_model):
+    import os
+
+    stale = tmp_path / ".last.pt.k2j3h4.tmp"  # left by a write that was killed
+    stale.write_bytes(b"partial")
+    old = os.umask(0o027)
+    try:
+        save_model(tmp_path / "last.pt", small_model)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "last.pt").stat().st_mode & 0o777 == 0o640
+    assert not stale.exists()

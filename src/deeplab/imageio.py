@@ -19,9 +19,11 @@ class ImageReadError(ValueError):
 
 
 def _open(path: str | Path) -> Image.Image:
+    """Open and decode an image file; ImageReadError (one line naming the file) when that fails."""
     try:
-        img = Image.open(path)
-        img.load()
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            img.load()
     except FileNotFoundError:
         raise ImageReadError(f"{path}: no such file") from None
     except Image.DecompressionBombError:

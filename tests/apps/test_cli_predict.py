@@ -93,8 +93,8 @@ def test_palette_that_does_not_match_the_classes_is_an_error(images, tmp_path, t
 
 
 def test_predict_and_export_with_a_real_checkpoint(images, tmp_path):
-    import onnxruntime
-
+    pytest.importorskip("onnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
     from deeplab.models import build_model, save_model
 
     model = build_model("deeplabv3-mobilenetv2", num_classes=21).eval()

@@ -67,3 +67,50 @@ def test_shapes_written_to_disk_read_back_identically(tmp_path):
     assert ds.classes == ref.classes and ds.palette == ref.palette and ds.names == ref.names
     for i in range(2):
         assert all(np.array_equal(a, b) for a, b in zip(ds[i], ref[i]))
+
+
+def _rotated_photo(path, pixels):
+    """Save `pixels` (stored grid) as a JPEG whose EXIF says: rotate 90 degrees on display."""
+    from PIL import Image
+
+    img = Image.fromarray(pixels)
+    exif = img.getexif()
+    exif[0x0112] = 6
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, exif=exif, quality=100)
+
+
+@pytest.mark.parametrize("height, width", [(12, 16), (16, 16)])
+def test_exif_rotated_photo_and_its_mask_stay_aligned(tmp_path, height, width):
+    """A mask drawn on the photo's stored pixels gets the photo's EXIF rotation too (square or not)."""
+    (tmp_path / "classes.txt").write_text("background 0 0 0\nobject 1 1 1\n")
+    pixels = np.zeros((height, width, 3), np.uint8)
+    pixels[: height // 2, : width // 4] = 255  # a bright corner block, marked in the mask
+    mask = np.zeros((height, width), np.uint8)
+    mask[: height // 2, : width // 4] = 1
+    _rotated_photo(tmp_path / "images" / "p.jpg", pixels)
+    write(tmp_path / "masks" / "p.png", mask)
+    image, labels_ = build_dataset("folder", tmp_path, None)[0]
+    assert image.shape[:2] == labels_.shape == (width, height)  # upright: rotated by 90 degrees
+    bright = image.mean(2) > 128
+    assert (bright == (labels_ == 1)).mean() > 0.97  # the block and its label coincide
+
+
+def test_mask_drawn_on_the_upright_photo_is_kept(tmp_path):
+    (tmp_path / "classes.txt").write_text("background 0 0 0\nobject 1 1 1\n")
+    pixels = np.zeros((12, 16, 3), np.uint8)
+    _rotated_photo(tmp_path / "images" / "p.jpg", pixels)
+    upright = labels([0, 1], h=16, w=12)  # the displayed photo is 12 wide, 16 high
+    write(tmp_path / "masks" / "p.png", upright)
+    assert np.array_equal(build_dataset("folder", tmp_path, None)[0][1], upright)
+
+
+def test_scan_decodes_images_fully(tmp_path):
+    """A truncated JPEG passes a header check; the scan before training must catch it, naming it."""
+    (tmp_path / "classes.txt").write_text("background 0 0 0\nobject 1 1 1\n")
+    write(tmp_path / "images" / "a.jpg", image(64, 64))
+    write(tmp_path / "masks" / "a.png", labels([0, 1], 64, 64))
+    data = (tmp_path / "images" / "a.jpg").read_bytes()
+    (tmp_path / "images" / "a.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match=r"1 of 1 samples are bad; first: .*a\.jpg: not a readable image"):
+        scan_masks(build_dataset("folder", tmp_path, None))

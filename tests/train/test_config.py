@@ -52,6 +52,10 @@ def test_unknown_key_suggests_closest(tmp_path):
         ("train.accumulate=3", "multiple of train.accumulate"),
         ("train=3", "unknown config key 'train'"),
         ("noequals", "expected key=value"),
+        ("train.lr=.nan", "train.lr must be a finite number"),
+        ("train.lr=.inf", "train.lr must be a finite number"),
+        ("train.weight_decay=-.inf", "train.weight_decay must be a finite number"),
+        ("data.scale_range=[0.5, .inf]", "data.scale_range must be a finite number"),
     ],
 )
 def test_bad_values(override, message):

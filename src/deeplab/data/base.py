@@ -157,7 +157,8 @@ class SegmentationDataset(Dataset):
                 continue
             counts += np.bincount(mask.ravel(), minlength=256)
         if errors:
-            raise type(errors[0])(f"{len(errors)} of {len(self)} samples are bad; first: {errors[0]}")
+            kind = type(errors[0]) if isinstance(errors[0], DatasetError) else DatasetError
+            raise kind(f"{len(errors)} of {len(self)} samples are bad; first: {errors[0]}")
         return counts[: self.num_classes]
 
 
