@@ -1,4 +1,5 @@
 import pytest
+import torch
 from click.testing import CliRunner
 
 from deeplab import build_model
@@ -19,7 +20,7 @@ def test_unknown_preset_lists_the_valid_names():
     [
         ({"output_stride": 4}, "output_stride"),
         ({"output_stride": "16"}, "output_stride"),
-        ({"atrous_rates": (6, 12)}, "atrous_rates"),
+        ({"atrous_rates": ()}, "atrous_rates"),
         ({"atrous_rates": (6, 12, 0)}, "atrous_rates"),
         ({"atrous_rates": (6, 12.5, 18)}, "atrous_rates"),
         ({"multi_grid": (1, 2)}, "multi_grid"),
@@ -74,3 +75,20 @@ def test_models_command_lists_every_preset():
     for name in PRESETS:
         assert name in result.output
     assert "20.5M" in result.output
+
+
+def test_ablation_overrides_single_rate_and_no_image_pooling():
+    from deeplab.models.heads import ASPPPooling
+
+    plain = build_model("deeplabv3-mobilenetv2", num_classes=3, width_mult=0.25, atrous_rates=[12], image_pooling=False)
+    aspp = plain.classifier[0]
+    assert len(aspp.convs) == 2 and aspp.convs[1][0].dilation == (12, 12)  # 1x1 + one 3x3 at rate 12
+    assert not any(isinstance(m, ASPPPooling) for m in plain.modules())
+    full = build_model("deeplabv3plus-mobilenetv2", num_classes=3, width_mult=0.25)
+    assert isinstance(full.classifier.aspp.convs[-1], ASPPPooling)
+    with torch.no_grad():
+        assert plain.eval()(torch.randn(1, 3, 33, 47)).shape == (1, 3, 33, 47)
+    with pytest.raises(ValueError, match="atrous_rates must be one or more positive integers"):
+        build_model("deeplabv3-mobilenetv2", atrous_rates=[])
+    with pytest.raises(ValueError, match="image_pooling"):
+        build_model("deeplabv2-resnet101", image_pooling=False)

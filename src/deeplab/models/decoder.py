@@ -36,9 +36,10 @@ class DeepLabV3PlusHead(nn.Module):
         channels: int = 256,
         low_level_reduced: int = 48,
         separable: bool = False,
+        image_pooling: bool = True,
     ) -> None:
         super().__init__()
-        self.aspp = ASPP(in_channels, atrous_rates, channels)
+        self.aspp = ASPP(in_channels, atrous_rates, channels, image_pooling)
         self.reduce = nn.Sequential(*conv_bn_relu(low_level_channels, low_level_reduced))
         block = separable_conv_bn_relu if separable else conv_bn_relu
         self.fuse = nn.Sequential(*block(channels + low_level_reduced, channels, 3), *block(channels, channels, 3))

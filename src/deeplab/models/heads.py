@@ -96,11 +96,14 @@ class ASPPPooling(nn.Sequential):
 class ASPP(nn.Module):
     """v3 ASPP: 1x1 + one 3x3 per atrous rate + image pooling, each with BN, concatenated, 1x1 projection."""
 
-    def __init__(self, in_channels: int, atrous_rates: tuple[int, ...], out_channels: int = 256) -> None:
+    def __init__(
+        self, in_channels: int, atrous_rates: tuple[int, ...], out_channels: int = 256, image_pooling: bool = True
+    ) -> None:
         super().__init__()
         branches = [nn.Sequential(*conv_bn_relu(in_channels, out_channels))]
         branches += [nn.Sequential(*conv_bn_relu(in_channels, out_channels, 3, r)) for r in atrous_rates]
-        branches.append(ASPPPooling(in_channels, out_channels))
+        if image_pooling:  # v3 Table 5 measures the head with and without it
+            branches.append(ASPPPooling(in_channels, out_channels))
         self.convs = nn.ModuleList(branches)
         self.project = nn.Sequential(*conv_bn_relu(len(branches) * out_channels, out_channels), nn.Dropout(0.5))
 
@@ -111,9 +114,16 @@ class ASPP(nn.Module):
 class DeepLabV3Head(nn.Sequential):
     """ASPP, 3x3 conv + BN + ReLU, 1x1 to classes (torchvision's ``DeepLabHead`` layout)."""
 
-    def __init__(self, in_channels: int, num_classes: int, atrous_rates: tuple[int, ...], channels: int = 256) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        atrous_rates: tuple[int, ...],
+        channels: int = 256,
+        image_pooling: bool = True,
+    ) -> None:
         super().__init__(
-            ASPP(in_channels, atrous_rates, channels),
+            ASPP(in_channels, atrous_rates, channels, image_pooling),
             *conv_bn_relu(channels, channels, 3),
             classifier_conv(channels, num_classes),
         )

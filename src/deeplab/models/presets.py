@@ -149,6 +149,8 @@ def allowed_overrides(preset: Preset) -> set[str]:
         allowed.add("extra_blocks")
     if preset.backbone == "mobilenetv2":
         allowed.add("width_mult")
+    if preset.head in ("aspp_v3", "v3plus"):
+        allowed.add("image_pooling")
     return allowed
 
 
@@ -168,16 +170,18 @@ def resolve_config(name: str, num_classes: int = 21, **overrides: Any) -> dict[s
     config: dict[str, Any] = {"num_classes": num_classes, "output_stride": output_stride}
     if preset.atrous_rates:
         scaled = scale_rates(preset.atrous_rates, preset.output_stride, output_stride)
-        config["atrous_rates"] = _rates("atrous_rates", overrides.get("atrous_rates", scaled), len(scaled))
+        config["atrous_rates"] = _rates("atrous_rates", overrides.get("atrous_rates", scaled))
     if preset.backbone.startswith("resnet"):
         multi_grid = overrides.get("multi_grid", preset.multi_grid)
-        config["multi_grid"] = None if multi_grid is None else _rates("multi_grid", multi_grid, 3)
+        config["multi_grid"] = None if multi_grid is None else _rates("multi_grid", multi_grid, length=3)
         config["aux"] = bool(overrides.get("aux", False))
         config["torchvision_dilation"] = bool(overrides.get("torchvision_dilation", False))
     if preset.head == "cascade":
         config["extra_blocks"] = int(overrides.get("extra_blocks", preset.extra_blocks))
     if preset.backbone == "mobilenetv2":
         config["width_mult"] = float(overrides.get("width_mult", 1.0))
+    if preset.head in ("aspp_v3", "v3plus") and "image_pooling" in overrides:
+        config["image_pooling"] = bool(overrides["image_pooling"])  # v3 Table 5 ablation
     return config
 
 
@@ -186,14 +190,16 @@ def scale_rates(rates: tuple[int, ...], old_stride: int, new_stride: int) -> tup
     return tuple(max(1, round(r * old_stride / new_stride)) for r in rates)
 
 
-def _rates(argument: str, rates: Any, length: int) -> tuple[int, ...]:
-    """Validate a tuple of ``length`` positive integer rates; ValueError naming ``argument``."""
+def _rates(argument: str, rates: Any, length: int | None = None) -> tuple[int, ...]:
+    """Validate positive integer rates (exactly ``length`` of them when given, else at least one)."""
+    count = f"{length}" if length else "one or more"
     try:
         values = tuple(int(r) for r in rates)
     except (TypeError, ValueError):
-        raise ValueError(f"{argument} must be {length} positive integers, got {rates!r}") from None
-    if len(values) != length or min(values) < 1 or any(v != r for v, r in zip(values, rates)):
-        raise ValueError(f"{argument} must be {length} positive integers, got {rates!r}")
+        raise ValueError(f"{argument} must be {count} positive integers, got {rates!r}") from None
+    wrong_length = len(values) != length if length else not values
+    if wrong_length or min(values) < 1 or any(v != r for v, r in zip(values, rates)):
+        raise ValueError(f"{argument} must be {count} positive integers, got {rates!r}")
     return values
 
 
@@ -234,7 +240,9 @@ def _head(preset: Preset, config: dict[str, Any], backbone: nn.Module) -> nn.Mod
     if preset.head == "aspp_v2":
         return aspp_v2_head(channels, num_classes, config["atrous_rates"])
     if preset.head == "aspp_v3":
-        return DeepLabV3Head(channels, num_classes, config["atrous_rates"], preset.head_channels)
+        return DeepLabV3Head(
+            channels, num_classes, config["atrous_rates"], preset.head_channels, config.get("image_pooling", True)
+        )
     if preset.head == "v3plus":
         return DeepLabV3PlusHead(
             channels,
@@ -243,6 +251,7 @@ def _head(preset: Preset, config: dict[str, Any], backbone: nn.Module) -> nn.Mod
             config["atrous_rates"],
             preset.head_channels,
             separable=preset.separable_decoder,
+            image_pooling=config.get("image_pooling", True),
         )
     return CascadeHead(channels, num_classes)  # cascade: 1x1 to classes on block7
 
