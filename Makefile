@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install demo test bench clean format
+.PHONY: install demo test bench claims clean format
 
 format: install
 	$(VENV)/bin/ruff format src tests benchmarks
@@ -31,5 +31,8 @@ test: install
 bench: install
 	$(PY) benchmarks/run_all.py
 
+claims: install
+	$(PY) benchmarks/paper_claims.py
+
 clean:
-	rm -rf $(VENV) demo-output build *.egg-info src/*.egg-info
+	rm -rf $(VENV) demo-output claims-output build *.egg-info src/*.egg-info
