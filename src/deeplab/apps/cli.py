@@ -11,7 +11,6 @@ import numba
 import numpy as np
 import torch
 
-from deeplab import load_model
 from deeplab.apps.demo import run_demo
 from deeplab.apps.evaluate import format_result, read_result, run_evaluation, write_report
 from deeplab.apps.plots import plot_training_curves, plot_trimap
@@ -22,7 +21,7 @@ from deeplab.checkpoint import CheckpointError
 from deeplab.crf import DenseCRF
 from deeplab.imageio import list_images
 from deeplab.inference import PRESETS, Segmenter
-from deeplab.models import describe_checkpoint
+from deeplab.models import describe_checkpoint, load_model
 from deeplab.models.presets import presets_table
 from deeplab.train import NonFiniteLossError, run_training
 from deeplab.train.config import load_config

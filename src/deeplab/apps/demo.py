@@ -6,6 +6,7 @@ table of scores and times; writes an HTML report with overlays, per-class IoU an
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from importlib import resources
@@ -15,18 +16,21 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from deeplab import Segmenter, load_model
 from deeplab.apps.evaluate import write_result
-from deeplab.apps.plots import plot_class_iou, plot_trimap
+from deeplab.apps.plots import plot_class_iou, plot_training_curves, plot_trimap
 from deeplab.apps.report import Report
 from deeplab.apps.viz import overlay, overlay_with_legend
 from deeplab.crf import DenseCRF
 from deeplab.crf.simulate import network_probs
 from deeplab.data.shapes import ShapesDataset
 from deeplab.evaluation import evaluate
+from deeplab.inference import Segmenter
+from deeplab.models import load_model
 from deeplab.palette import VOC_CLASSES, voc_palette
 
 SHIPPED_MODEL = "shapes-mobilenetv2.pt"
+TRAINING_LOG = "shapes-mobilenetv2-log.csv"  # log.csv of the run that trained the shipped model
+CLAIMS = "claims.json"  # written by benchmarks/paper_claims.py for the shipped model
 TRIMAP_SHOWN = (2, 5, 10, 20)
 HEADER = ["strategy", "mIoU", "pixel acc"] + [f"trimap {w}px" for w in TRIMAP_SHOWN] + ["s/image"]
 STRATEGIES: dict[str, dict[str, Any]] = {
@@ -72,6 +76,8 @@ def run_demo(
     report = _report(results, weights, len(data))
     _add_panels(report, out, segmenters, data, panels)
     _add_plots(report, out, results)
+    _add_training(report, out)
+    _add_claims(report)
     _add_voc_photo(report, out, echo)
     path = report.write(out)
     echo(f"report: {path.resolve()}")
@@ -117,23 +123,51 @@ def _report(results: list[dict], weights: Path, n: int) -> Report:
 
 
 def _add_panels(report: Report, out: Path, segmenters: dict, data: Any, count: int) -> None:
-    """Image / ground truth / each strategy's prediction, as overlays side by side."""
-
-    report.heading("Examples", "image, ground truth, then each strategy's prediction (overlays)")
+    """One row per example: the image, the ground truth, each strategy's prediction; one legend."""
+    report.heading("Examples", "one row per scene: the image, the ground truth, then each strategy's prediction")
+    report.legend(data.classes, data.palette)
     folder = out / "examples"
     folder.mkdir(exist_ok=True)
-    classes, palette = data.classes, data.palette
+    rows = []
     for i in range(min(count, len(data))):
         image, mask = data[i]
-        items = [
-            (_save(folder / f"{i:02d}-image.png", image), "image"),
-            (_save(folder / f"{i:02d}-truth.png", overlay(image, mask, palette, 0.6)), "ground truth"),
+        row = [
+            _save(folder / f"{i:02d}-image.png", image),
+            _save(folder / f"{i:02d}-truth.png", overlay(image, mask, data.palette, 0.6)),
         ]
         for name, seg in segmenters.items():
-            labels = seg(image).labels
-            picture = overlay_with_legend(image, labels, classes, palette, 0.6)
-            items.append((_save(folder / f"{i:02d}-{_slug(name)}.png", picture), name))
-        report.figures([(str(Path(p).relative_to(out)), c) for p, c in items])
+            picture = overlay(image, seg(image).labels, data.palette, 0.6)
+            row.append(_save(folder / f"{i:02d}-{_slug(name)}.png", picture))
+        rows.append([str(p.relative_to(out)) for p in row])
+    report.grid(["image", "ground truth", *segmenters], rows)
+
+
+def _add_training(report: Report, out: Path) -> None:
+    """The shipped model's training curve, from the log of the run that made it."""
+    log = Path(str(resources.files("deeplab") / "assets" / TRAINING_LOG))
+    if not log.is_file():
+        return
+    report.heading("How the shipped model was trained", f"deeplab train --config configs/shapes.yaml ({log.name})")
+    paths = plot_training_curves(log, out / "training")
+    report.figures([(str(p.relative_to(out)), p.stem) for p in paths], plot=True)
+
+
+def _add_claims(report: Report) -> None:
+    """The papers' claims measured in the small (benchmarks/paper_claims.py), as shipped."""
+    path = Path(str(resources.files("deeplab") / "assets" / CLAIMS))
+    if not path.is_file():
+        return
+    claims = json.loads(path.read_text())
+    report.heading(
+        "The papers' claims, measured in the small",
+        "python benchmarks/paper_claims.py: the paper's figures (PASCAL VOC val) next to ours on shapes val.",
+    )
+    rows = []
+    for c in claims:
+        ours = ", ".join(f"{k} {100 * v:.2f}" for k, v in c["ours"].items()) or "-"
+        holds = {True: "yes", False: "no", None: "-"}[c["holds"]]
+        rows.append([c["statement"] + (f" ({c['note']})" if c["note"] else ""), c["source"], c["paper"], ours, holds])
+    report.text_table(["claim", "source", "paper", "ours (mIoU %)", "holds"], rows)
 
 
 def _add_plots(report: Report, out: Path, results: list[dict]) -> None:

@@ -17,6 +17,13 @@ figure { display: inline-block; margin: 4px; text-align: center; vertical-align:
 figure img { max-width: 320px; border: 1px solid #ddd; image-rendering: pixelated; }
 figure.plot img { max-width: 640px; image-rendering: auto; }
 figcaption { font-size: 0.85em; color: #444; }
+table.grid td, table.grid th { border: none; padding: 2px; text-align: center; vertical-align: middle; }
+table.grid img { width: 190px; border: 1px solid #ddd; image-rendering: pixelated; display: block; }
+table.grid th { font-weight: 600; font-size: 0.9em; }
+div.legend { margin: 0.5em 0 1em; } div.legend span { margin-right: 1.2em; white-space: nowrap; }
+div.legend i { display: inline-block; width: 1em; height: 1em; vertical-align: -0.15em; margin-right: 0.3em;
+  border: 1px solid #888; }
+td.wrap, th.wrap { text-align: left; max-width: 32em; }
 """
 
 
@@ -40,6 +47,33 @@ class Report:
         body = [f"<tr>{cells}</tr>"]
         for row in rows:
             body.append("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>")
+        self.sections.append("<table>" + "".join(body) + "</table>")
+
+    def legend(self, classes: Sequence[str], palette: Sequence[Sequence[int]]) -> None:
+        """One colour key for the whole page: a swatch and a name per class."""
+        items = [
+            f'<span><i style="background: rgb({r},{g},{b})"></i>{html.escape(name)}</span>'
+            for name, (r, g, b) in zip(classes, palette)
+        ]
+        self.sections.append('<div class="legend">' + "".join(items) + "</div>")
+
+    def grid(self, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        """Images in a grid: one row per example, one column per kind, each column named once."""
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+        body = [
+            "<tr>"
+            + "".join(f'<td><img src="{html.escape(src)}" alt="{html.escape(c)}"></td>' for src, c in zip(row, columns))
+            + "</tr>"
+            for row in rows
+        ]
+        self.sections.append(f'<table class="grid"><tr>{head}</tr>{"".join(body)}</table>')
+
+    def text_table(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        """A table of text cells (left-aligned, wrapped), e.g. claims with their sources."""
+        cells = "".join(f'<th class="wrap">{html.escape(str(h))}</th>' for h in header)
+        body = [f"<tr>{cells}</tr>"]
+        for row in rows:
+            body.append("<tr>" + "".join(f'<td class="wrap">{html.escape(str(v))}</td>' for v in row) + "</tr>")
         self.sections.append("<table>" + "".join(body) + "</table>")
 
     def figures(self, items: Sequence[tuple[str, str]], plot: bool = False) -> None:
