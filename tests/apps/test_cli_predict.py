@@ -169,6 +169,7 @@ def test_output_folder_inside_the_input_folder_is_not_read_back(tmp_path, tiny_w
     assert sorted(p.name for p in (folder / "seg").iterdir()) == ["a.png", "a_overlay.png"]
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_a_decompression_bomb_fails_alone(images, tmp_path, tiny_weights, monkeypatch):
     from PIL import Image as PILImage
 

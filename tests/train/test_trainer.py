@@ -374,8 +374,6 @@ def test_config_model_and_empty_split_errors(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_model_overfits_a_few_images(tmp_path):
-    import time
-
     cfg = _config(
         tmp_path,
         "model.arch=deeplabv3plus-mobilenetv2",
@@ -389,9 +387,7 @@ def test_tiny_model_overfits_a_few_images(tmp_path):
         "train.checkpoint_every=240",
         "train.log_every=10",
     )
-    start = time.perf_counter()
     result = Trainer.from_config(cfg, train_set=_shapes(2), val_set=_shapes(2), progress=False).fit()
-    assert time.perf_counter() - start < 60
     assert result.best_miou > 0.9, result
     assert (tmp_path / "best.pt").is_file()
 
