@@ -170,7 +170,7 @@ def main() -> int:
 
 
 def _has_bf16() -> bool:
-    from deeplab.inference.backends import fast_bf16 as _fast_bf16
+    from deeplab.devices import fast_bf16 as _fast_bf16
 
     return _fast_bf16()
 

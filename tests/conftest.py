@@ -30,3 +30,13 @@ def tv():
     if module is None:
         pytest.skip("torchvision cannot be imported")
     return module
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the tests marked gpu where torch sees no CUDA device."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA GPU on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

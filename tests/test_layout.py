@@ -15,6 +15,7 @@ LAYERS = {
     "atomic": 0,
     "imageio": 1,
     "checkpoint": 1,
+    "devices": 1,
     "metrics": 2,
     "models": 2,
     "crf": 2,

@@ -212,4 +212,4 @@ def test_a_new_process_loads_the_compiled_kernels_from_the_cache():
         overhead = float(
             subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
         )
-    assert overhead < 1.0
+    assert overhead < 2.5  # a cold compile takes about 6 s; loading the cache about 0.4 s on a quiet machine

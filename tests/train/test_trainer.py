@@ -516,3 +516,53 @@ def test_best_checkpoint_is_small_and_loads(tmp_path):
     assert (tmp_path / "best.pt").stat().st_size < 0.7 * (tmp_path / "last.pt").stat().st_size
     model = load_model(tmp_path / "best.pt")
     assert model.meta.classes == _shapes().classes and len(model.meta.palette) == 7
+
+
+# -- on a GPU (scripts/gpu-check.sh) ---------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_training_on_cuda_with_mixed_precision_validates_and_resumes(tmp_path, precision):
+    from deeplab.train.distributed import DistInfo
+
+    dist = DistInfo(device=torch.device("cuda:0"))
+    cfg = _config(tmp_path, f"train.precision={precision}", "data.val_split=val", "data.val_options={num_images: 2}")
+    trainer = Trainer.from_config(cfg, train_set=_shapes(), model=_model(), dist=dist, progress=False)
+    assert (trainer.scaler is not None) == (precision == "fp16")  # GradScaler for fp16 only
+    result = trainer.fit()
+    assert next(trainer.model.parameters()).is_cuda and result.best_miou is not None
+    resumed = Trainer.from_config(cfg, train_set=_shapes(), model=_model(), dist=dist, progress=False)
+    resumed.resume(tmp_path / "last.pt")
+    assert resumed.iteration == 6
+
+
+def _sync_bn_worker(rank: int, out: str, port: int) -> None:
+    import os
+
+    from deeplab.train.distributed import cleanup, init_distributed
+
+    os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    import torch.distributed as torch_dist
+
+    torch_dist.init_process_group("nccl", rank=0, world_size=1)
+    dist = init_distributed("cuda:0")
+    dist = type(dist)(rank=0, world_size=2, local_rank=0, device=dist.device)  # take the DDP + SyncBN path
+    try:
+        cfg = _config(out, "train.sync_bn=true", "train.iterations=2")
+        trainer = Trainer.from_config(cfg, train_set=_shapes(), model=_model(), dist=dist, progress=False)
+        assert any(isinstance(m, nn.SyncBatchNorm) for m in trainer.net.modules())
+    finally:
+        cleanup()
+
+
+@pytest.mark.gpu
+def test_sync_batch_norm_under_a_one_process_nccl_group(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_sync_bn_worker, args=(str(tmp_path), port), nprocs=1)

@@ -19,6 +19,7 @@ from deeplab.apps.refine import refine_file
 from deeplab.apps.viz import classes_and_palette
 from deeplab.checkpoint import CheckpointError
 from deeplab.crf import DenseCRF
+from deeplab.devices import resolve_device
 from deeplab.imageio import list_images
 from deeplab.inference import PRESETS, Segmenter
 from deeplab.models import describe_checkpoint, load_model
@@ -67,19 +68,24 @@ def _writable_path(ctx: click.Context, param: click.Parameter, value: str | None
 
 def _device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """A usage error for a device name torch does not know or this machine does not have."""
-    if value is None:
-        return value
-    try:
-        device = torch.device(value)
-    except (RuntimeError, ValueError):
-        raise click.BadParameter(f"unknown device {value!r}; use cpu, cuda or cuda:N", param=param) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter(f"{value}: no CUDA GPU on this machine", param=param)
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise click.BadParameter(f"{value}: this machine has {torch.cuda.device_count()} GPU(s)", param=param)
-    if device.type not in ("cpu", "cuda"):
-        raise click.BadParameter(f"device {value!r} is not supported; use cpu or cuda[:N]", param=param)
+    if value is not None:
+        try:
+            resolve_device(value)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param=param) from None
     return value
+
+
+DEVICE = click.option(
+    "--device", callback=_device, help="cpu, cuda, cuda:N or mps (default: the first GPU when there is one)."
+)
+PRECISION = click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16", "fp16"]),
+    default="fp32",
+    show_default=True,
+    help="bf16: GPUs and CPUs with AVX512-BF16/AMX; fp16: GPUs.",
+)
 
 
 @main.command()
@@ -99,7 +105,8 @@ def _device(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     "--overlap", type=click.FloatRange(0, 1, max_open=True), default=1 / 3, show_default="1/3", help="Window overlap."
 )
 @click.option("--crf", is_flag=True, help="Refine with the fully connected CRF.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
+@PRECISION
+@DEVICE
 @click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True)
 @click.option("--save-probs", is_flag=True, help="Also write NAME_probs.npy (CxHxW float32).")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay colour weight.")
@@ -116,6 +123,7 @@ def predict(
     overlap,
     crf,
     precision,
+    device,
     backend,
     save_probs,
     alpha,
@@ -152,6 +160,7 @@ def predict(
             crf=refine,
             precision=precision,
             backend=backend,
+            device=device,
             **options,
         )
         result = predict_files(seg, paths, outdir, classes, palette, save_probs, alpha)
@@ -272,7 +281,8 @@ def train_cmd(
 @click.option("--fusion", type=click.Choice(["mean", "max"]), default="mean", show_default=True)
 @click.option("--flip", is_flag=True, help="Average with the left-right flipped image.")
 @click.option("--crf", is_flag=True, help="Refine with the fully connected CRF.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
+@PRECISION
+@DEVICE
 @click.option("--max-images", type=click.IntRange(1), help="Evaluate the first N images only.")
 @click.option("--trimap/--no-trimap", default=True, show_default=True, help="Measure accuracy near boundaries.")
 @click.option("--label", help="Name of this run in plots (default: from the settings).")
@@ -291,6 +301,7 @@ def evaluate_cmd(
     flip,
     crf,
     precision,
+    device,
     max_images,
     trimap,
     label,
@@ -322,6 +333,7 @@ def evaluate_cmd(
                 flip=flip,
                 crf=crf,
                 precision=precision,
+                device=device,
                 max_images=max_images,
                 trimap=trimap,
                 label=label,
@@ -401,10 +413,10 @@ def crf_command(
 )
 @click.option("--num-images", default=40, show_default=True, type=click.IntRange(1), help="Held-out scenes.")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint (default: the shipped model).")
-def demo_command(output: str, num_images: int, weights: str | None) -> None:
+@DEVICE
+def demo_command(output: str, num_images: int, weights: str | None, device: str | None) -> None:
     """Segment held-out built-in scenes three ways and write an HTML report."""
-
     try:
-        run_demo(output, num_images=num_images, weights=weights, echo=click.echo)
+        run_demo(output, num_images=num_images, weights=weights, echo=click.echo, device=device)
     except (CheckpointError, OSError) as err:
         raise click.ClickException(str(err)) from None

@@ -51,6 +51,7 @@ def run_demo(
     weights: str | Path | None = None,
     panels: int = 6,
     echo: Callable[[str], None] = print,
+    device: str | None = None,
 ) -> list[dict]:
     """Evaluate the three strategies, print the table, write the report; returns the results."""
 
@@ -63,7 +64,7 @@ def run_demo(
     for name, kw in STRATEGIES.items():
         kw = dict(kw)
         crf = DenseCRF() if kw.pop("crf", False) else None
-        segmenters[name] = Segmenter(model, crf=crf, **kw)
+        segmenters[name] = Segmenter(model, crf=crf, device=device, **kw)
     _warm_up(segmenters, data[0][0])
     results = []
     for name, seg in segmenters.items():

@@ -58,6 +58,7 @@ def run_evaluation(
     flip: bool = False,
     crf: bool = False,
     precision: str = "fp32",
+    device: str | None = None,
     max_images: int | None = None,
     trimap: bool = True,
     label: str | None = None,
@@ -69,7 +70,7 @@ def run_evaluation(
     refine = None
     if crf:
         refine = DenseCRF()
-    seg = Segmenter(model, scales=scales, flip=flip, fusion=fusion, crf=refine, precision=precision)
+    seg = Segmenter(model, scales=scales, flip=flip, fusion=fusion, crf=refine, precision=precision, device=device)
     data = build_dataset(dataset, root, split)
     if len(data.classes) != len(model.meta.classes):
         raise ValueError(

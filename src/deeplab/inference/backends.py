@@ -88,11 +88,3 @@ def build_backend(model: nn.Module, backend: str, precision: str, optimize: bool
     if backend != "torch":
         raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
     return prepare_model(model, compile=compile) if optimize else model.eval()
-
-
-def fast_bf16() -> bool:
-    cpu = torch.cpu
-    return bool(
-        getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
-        or getattr(cpu, "_is_amx_tile_supported", lambda: False)()
-    )

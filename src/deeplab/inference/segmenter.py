@@ -26,8 +26,9 @@ from PIL import Image
 from torch import nn
 
 from deeplab.constants import IMAGENET_MEAN, IMAGENET_STD
+from deeplab.devices import autocast_dtype, check_precision, fast_bf16, resolve_device
 from deeplab.imageio import to_rgb
-from deeplab.inference.backends import build_backend, fast_bf16
+from deeplab.inference.backends import build_backend
 from deeplab.inference.tiling import axis_plan, ramp, window_starts
 
 DEFAULT_TILE = (513, 513)
@@ -52,9 +53,11 @@ class Segmenter:
 
     ``scales`` and ``fusion`` ("max" or "mean") set the multi-scale strategy, ``flip`` adds
     left-right flips, ``tile``/``overlap`` a sliding window (automatic above ``max_pixels``
-    network-input pixels), ``crf`` a DenseCRF on the fused probabilities. ``precision`` is "fp32"
-    or "bf16" (CPU autocast); ``backend`` "torch" (batch norm folded, channels_last, optional
-    ``compile``) or "onnxruntime"; ``optimize=False`` runs the model exactly as given.
+    network-input pixels), ``crf`` a DenseCRF on the fused probabilities. ``device`` "cpu", "cuda",
+    "cuda:N" or "mps" (default: the first GPU when there is one); ``precision`` "fp32", "bf16"
+    (autocast; natively on GPUs and CPUs with AVX512-BF16/AMX) or "fp16" (GPUs); ``backend``
+    "torch" (batch norm folded, channels_last, optional ``compile``) or "onnxruntime" (CPU);
+    ``optimize=False`` runs the model exactly as given, in place (moved to the device).
     """
 
     def __init__(
@@ -72,12 +75,15 @@ class Segmenter:
         optimize: bool = True,
         compile: bool = False,
         max_pixels: int = 1 << 20,
+        device: str | torch.device | None = None,
     ) -> None:
         self.scales = _check_scales(scales)
         if fusion not in ("max", "mean"):
             raise ValueError(f"fusion must be 'max' or 'mean', got {fusion!r}")
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        self.device = resolve_device("cpu" if backend == "onnxruntime" and device is None else device)
+        check_precision(precision, self.device)
+        if backend == "onnxruntime" and self.device.type != "cpu":
+            raise ValueError("the onnxruntime backend runs on the CPU; use backend='torch' on a GPU")
         if not 0.0 <= overlap < 1.0:
             raise ValueError(f"overlap must lie in [0, 1), got {overlap}")
         self.flip, self.fusion, self.overlap, self.crf = flip, fusion, overlap, crf
@@ -86,11 +92,13 @@ class Segmenter:
         self.output_stride = int(getattr(model, "output_stride", 1))
         self.tile = None if tile is None else self._check_tile(tile)
         self.model = build_backend(model, backend, precision, optimize, compile)
+        if backend == "torch":
+            self.model = self.model.to(self.device)
         mean = getattr(self.meta, "mean", None) or IMAGENET_MEAN
         std = getattr(self.meta, "std", None) or IMAGENET_STD
-        self._mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-        self._std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-        if precision == "bf16" and not fast_bf16():
+        self._mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(3, 1, 1)
+        self._std = torch.tensor(std, dtype=torch.float32, device=self.device).view(3, 1, 1)
+        if precision == "bf16" and self.device.type == "cpu" and not fast_bf16():
             warnings.warn("this CPU has no native bf16 (AVX512-BF16/AMX): bf16 will be slow", stacklevel=2)
 
     @classmethod
@@ -108,7 +116,7 @@ class Segmenter:
         tile = self.tile
         if tile is None and height * width * max(self.scales) ** 2 > self.max_pixels:
             tile = DEFAULT_TILE
-        scores = self._fuse(rgb) if tile is None else self._tiled(rgb, tile)
+        scores = self._fuse(rgb).float().cpu() if tile is None else self._tiled(rgb, tile)
         probs = scores if self.fusion == "mean" else _softmax_(scores)
         if self.crf is not None:
             probs = torch.from_numpy(np.asarray(self.crf(rgb, probs.numpy()), dtype=np.float32))
@@ -130,7 +138,7 @@ class Segmenter:
         weight = torch.zeros(height, width)
         for y in window_starts(height, th, self._stride(th, oh)):
             for x in window_starts(width, tw, self._stride(tw, ow)):
-                scores = self._fuse(rgb, (y, y + th, x, x + tw))
+                scores = self._fuse(rgb, (y, y + th, x, x + tw)).float().cpu()
                 if acc is None:
                     acc = torch.zeros(scores.shape[0], height, width)
                 acc[:, y : y + th, x : x + tw].add_(scores * weights)
@@ -179,8 +187,12 @@ class Segmenter:
             rows = axis_plan(box[0], box[1], height, scaled[0], self.output_stride)
             cols = axis_plan(box[2], box[3], width, scaled[1], self.output_stride)
             x = self._normalise(rgb[rows[0], cols[0]])
-            x = torch.einsum("ih,nchw,jw->ncij", rows[1], x, cols[1])
-            out = torch.einsum("ih,nchw,jw->ncij", rows[2], self._run_flipped(x), cols[2])
+            to_scaled, back = (
+                (rows[1].to(self.device), cols[1].to(self.device)),
+                (rows[2].to(self.device), cols[2].to(self.device)),
+            )
+            x = torch.einsum("ih,nchw,jw->ncij", to_scaled[0], x, to_scaled[1])
+            out = torch.einsum("ih,nchw,jw->ncij", back[0], self._run_flipped(x), back[1])
         if self.fusion == "mean":
             out = out.softmax(1)
         return out.mean(0)
@@ -194,12 +206,13 @@ class Segmenter:
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+        dtype = autocast_dtype(self.precision)
+        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             out = self.model(x)
         return out.float()
 
     def _normalise(self, rgb: np.ndarray) -> torch.Tensor:
-        x = torch.tensor(rgb).permute(2, 0, 1).float().div_(255)
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device).permute(2, 0, 1).float().div_(255)
         return x.sub_(self._mean).div_(self._std).unsqueeze(0)
 
 

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from deeplab.checkpoint import read_checkpoint
 from deeplab.data import DatasetError, TrainTransform, build_dataset, scan_masks
 from deeplab.evaluation import accumulate
+from deeplab.inference import Segmenter
 from deeplab.metrics import scores
 from deeplab.models import MultiScale, build_model, save_model
 from deeplab.train.config import Config, config_to_dict
@@ -272,11 +273,13 @@ class Trainer:
         raise NonFiniteLossError(f"{where}, last good state (iteration {self.iteration}) saved to {path}")
 
     def validate(self) -> float:
-        """mIoU over the validation set, split across processes; the model is left in train mode."""
-        self.model.eval()
+        """mIoU over the validation set, split across processes; the model is left in train mode.
+
+        Runs on the training device, on the model itself (no copy, no batch-norm folding)."""
+        seg = Segmenter(self.model, optimize=False, device=self.dist.device)  # puts the model in eval mode
         shard = range(self.dist.rank, len(self.val_set), self.dist.world_size)
         with torch.no_grad():
-            cm, _ = accumulate(self.model, self.val_set, shard, trimap_widths=None)
+            cm, _ = accumulate(seg, self.val_set, shard, trimap_widths=None)
         matrix = all_reduce_sum(torch.as_tensor(cm.matrix, device=self.dist.device), self.dist)
         self.train_mode()
         return scores(matrix.cpu().numpy())["miou"]

@@ -1,0 +1,54 @@
+"""Devices: the default one, names checked before any work, and the precisions each can run."""
+
+from __future__ import annotations
+
+import torch
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to run on: the first GPU when there is one and none is named, else the CPU.
+
+    Raises ValueError (one line) for a name torch does not know or a device this machine lacks.
+    """
+    if device is None:
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: no CUDA GPU on this machine")
+        index = 0 if resolved.index is None else resolved.index
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+        return torch.device("cuda", index)
+    if resolved.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r}: MPS is not available on this machine")
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {device!r} is not supported; use cpu, cuda, cuda:N or mps")
+    return resolved
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """ValueError unless the device can run the precision: fp16 needs a GPU."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and device.type == "cpu":
+        raise ValueError("precision fp16 needs a GPU; use bf16 (or fp32) on the CPU")
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of a precision (None for fp32: no autocast)."""
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def fast_bf16() -> bool:
+    """True when this CPU computes bf16 natively (AVX512-BF16 or AMX)."""
+    cpu = torch.cpu
+    return bool(
+        getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+        or getattr(cpu, "_is_amx_tile_supported", lambda: False)()
+    )
