@@ -16,6 +16,7 @@ LAYERS = {
     "imageio": 1,
     "checkpoint": 1,
     "devices": 1,
+    "distributed": 1,
     "metrics": 2,
     "models": 2,
     "crf": 2,

@@ -10,9 +10,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 from tqdm import tqdm
 
+from deeplab.distributed import DistInfo, all_reduce_sum
 from deeplab.inference import Segmenter
 from deeplab.metrics import ConfusionMatrix, TrimapMetric, scores
 
@@ -75,8 +77,12 @@ def evaluate(
     max_images: int | None = None,
     progress: bool = True,
     label: str | None = None,
+    dist: DistInfo | None = None,
 ) -> dict:
     """Evaluate a Segmenter (or a model, run at one scale) on a data set of (image, mask) pairs.
+
+    Under torchrun (``dist`` of several processes) each process takes every world_size-th image
+    and the counts are summed over the processes: every rank returns the single-process result.
 
     Returns classes, miou, pixel_accuracy, mean_class_accuracy, fw_iou, per_class_iou and
     per_class_accuracy ({class: value}, None where a class is absent from both ground truth and
@@ -87,7 +93,13 @@ def evaluate(
         raise ValueError("the evaluation data set is empty")
     seg = as_segmenter(predictor)
     n = len(dataset) if max_images is None else min(max_images, len(dataset))
-    cm, trimap = accumulate(seg, dataset, range(n), trimap_widths, progress)
+    dist = dist or DistInfo()
+    shard = range(dist.rank, n, dist.world_size)
+    cm, trimap = accumulate(seg, dataset, shard, trimap_widths, progress and dist.is_main)
+    if dist.enabled:
+        cm.matrix = all_reduce_counts(cm.matrix, dist)
+        if trimap is not None:
+            trimap.counts = all_reduce_counts(trimap.counts, dist)
     settings = {
         "scales": list(getattr(seg, "scales", (1.0,))),
         "flip": bool(getattr(seg, "flip", False)),
@@ -109,3 +121,10 @@ def no_nan(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [no_nan(v) for v in value]
     return value
+
+
+def all_reduce_counts(counts: np.ndarray, dist: DistInfo) -> np.ndarray:
+    """Integer counts summed over the processes (exact: int64 on the CPU, or on the GPU under nccl)."""
+    device = dist.device if dist.device.type == "cuda" else torch.device("cpu")
+    total = all_reduce_sum(torch.from_numpy(np.ascontiguousarray(counts)).to(device), dist)
+    return total.cpu().numpy()

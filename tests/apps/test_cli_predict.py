@@ -192,3 +192,42 @@ def test_interrupted_predictions_leave_no_partial_files(images, tmp_path, tiny_w
     result = _run("predict", "--weights", "w.pt", images, "-o", out, "--save-probs")
     assert result.exit_code != 0  # click turns Ctrl-C into an abort
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_overlay.png"]  # no a_probs.npy, no temporary
+
+
+def _predict_worker(rank: int, port: int, args: list, out: str) -> None:
+    import os
+
+    import torch
+    from click.testing import CliRunner
+
+    torch.set_num_threads(1)
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    result = CliRunner().invoke(main, args)
+    with open(f"{out}/rank{rank}.txt", "w") as f:
+        f.write(f"{result.exit_code}\n{result.output}")
+
+
+@pytest.mark.slow
+def test_two_process_predict_writes_each_file_once(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from deeplab.models import build_model, save_model
+
+    folder = tmp_path / "in"
+    for k in range(5):
+        (folder / f"sub{k % 2}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(tiny_image(40, 56, seed=k)).save(folder / f"sub{k % 2}" / f"img{k // 2}.png")  # stems repeat
+    save_model(tmp_path / "m.pt", build_model("deeplabv3-mobilenetv2", num_classes=7, width_mult=0.25).eval())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["predict", "--weights", str(tmp_path / "m.pt"), str(folder), "-o", str(tmp_path / "out")]
+    mp.spawn(_predict_worker, args=(port, args, str(tmp_path)), nprocs=2)
+    logs = [(tmp_path / f"rank{r}.txt").read_text() for r in range(2)]
+    assert "rank 0: 3 of 3 images" in logs[0] and "rank 1: 2 of 2 images" in logs[1], logs
+    labels = sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.endswith("_overlay.png"))
+    assert labels == ["img0-1.png", "img0.png", "img1-1.png", "img1.png", "img2.png"]

@@ -97,3 +97,71 @@ def test_bad_inputs(tmp_path):
     write_result({"a": 1}, tmp_path / "y.json")
     with pytest.raises(ValueError, match="not an evaluation result"):
         read_result(tmp_path / "y.json")
+
+
+def _evaluate_worker(rank: int, world: int, port: int, args_per_rank: list, out: str) -> None:
+    import os
+
+    import torch
+    from click.testing import CliRunner
+
+    from deeplab.apps.cli import main
+
+    torch.set_num_threads(1)
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    result = CliRunner().invoke(main, args_per_rank[rank])
+    with open(f"{out}/rank{rank}.txt", "w") as f:
+        f.write(f"{result.exit_code}\n{result.output}")
+
+
+def _spawn_evaluate(tmp_path, args_per_rank: list) -> list[str]:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_evaluate_worker, args=(2, port, args_per_rank, str(tmp_path)), nprocs=2)
+    return [(tmp_path / f"rank{r}.txt").read_text() for r in range(2)]
+
+
+def _checkpoint(path, seed: int = 0):
+    import torch
+
+    from deeplab.models import build_model, save_model
+
+    torch.manual_seed(seed)
+    save_model(path, build_model("deeplabv3-mobilenetv2", num_classes=7, width_mult=0.25).eval())
+    return str(path)
+
+
+@pytest.mark.slow
+def test_two_process_evaluate_equals_one_process(tmp_path):
+    from click.testing import CliRunner
+
+    from deeplab.apps.cli import main
+
+    weights = _checkpoint(tmp_path / "m.pt")
+    common = ["evaluate", "--weights", weights, "--dataset", "shapes", "--max-images", "5", "--flip"]
+    single = CliRunner().invoke(main, [*common, "-o", str(tmp_path / "one")])
+    assert single.exit_code == 0, single.output
+    outputs = _spawn_evaluate(tmp_path, [[*common, "-o", str(tmp_path / "two")]] * 2)
+    assert all(o.startswith("0\n") for o in outputs), outputs
+    assert "miou" in outputs[0] and "miou" not in outputs[1]  # only rank 0 prints and writes
+    one, two = (json.loads((tmp_path / d / "result.json").read_text()) for d in ("one", "two"))
+    assert one == two
+
+
+@pytest.mark.slow
+def test_ranks_with_different_checkpoints_fail_clearly(tmp_path):
+    a, b = _checkpoint(tmp_path / "a.pt", 0), _checkpoint(tmp_path / "b.pt", 1)
+    args = [
+        ["evaluate", "--weights", w, "--dataset", "shapes", "--max-images", "2", "-o", str(tmp_path / "o")]
+        for w in (a, b)
+    ]
+    outputs = _spawn_evaluate(tmp_path, args)
+    for out in outputs:
+        assert out.startswith("1\n") and "the processes disagree on the checkpoint" in out, out

@@ -221,7 +221,7 @@ _DDP_RECIPE = ("train.bn_mode=frozen", "data.scale_range=[1, 1]", "train.iterati
 def _ddp_worker(rank: int, world: int, out: str, port: int) -> None:
     import os
 
-    from deeplab.train.distributed import cleanup, init_distributed
+    from deeplab.distributed import cleanup, init_distributed
 
     torch.set_num_threads(1)
     os.environ.update(
@@ -524,7 +524,7 @@ def test_best_checkpoint_is_small_and_loads(tmp_path):
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_training_on_cuda_with_mixed_precision_validates_and_resumes(tmp_path, precision):
-    from deeplab.train.distributed import DistInfo
+    from deeplab.distributed import DistInfo
 
     dist = DistInfo(device=torch.device("cuda:0"))
     cfg = _config(tmp_path, f"train.precision={precision}", "data.val_split=val", "data.val_options={num_images: 2}")
@@ -540,7 +540,7 @@ def test_training_on_cuda_with_mixed_precision_validates_and_resumes(tmp_path, p
 def _sync_bn_worker(rank: int, out: str, port: int) -> None:
     import os
 
-    from deeplab.train.distributed import cleanup, init_distributed
+    from deeplab.distributed import cleanup, init_distributed
 
     os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     import torch.distributed as torch_dist

@@ -20,13 +20,13 @@ from deeplab.apps.viz import classes_and_palette
 from deeplab.checkpoint import CheckpointError
 from deeplab.crf import DenseCRF
 from deeplab.devices import resolve_device
+from deeplab.distributed import cleanup, init_distributed, launched_by_torchrun
 from deeplab.imageio import list_images
 from deeplab.inference import PRESETS, Segmenter
 from deeplab.models import describe_checkpoint, load_model
 from deeplab.models.presets import presets_table
 from deeplab.train import NonFiniteLossError, run_training
 from deeplab.train.config import load_config
-from deeplab.train.distributed import init_distributed
 from deeplab.train.timing import time_iterations
 
 
@@ -144,6 +144,10 @@ def predict(
         raise click.BadParameter("expected H,W or one number", param_hint="--tile")
     if threads:
         torch.set_num_threads(threads)
+    dist = init_distributed(device) if launched_by_torchrun() else None
+    if dist is not None:  # torchrun: every process segments its share, each file is written once
+        device = str(dist.device)
+    shard = (dist.rank, dist.world_size) if dist is not None else (0, 1)
     try:
         model = load_model(weights)
         classes, palette = classes_and_palette(model.meta)
@@ -163,12 +167,15 @@ def predict(
             device=device,
             **options,
         )
-        result = predict_files(seg, paths, outdir, classes, palette, save_probs, alpha)
+        result = predict_files(seg, paths, outdir, classes, palette, save_probs, alpha, shard=shard)
     except ValueError as err:
         raise click.ClickException(str(err))
+    finally:
+        cleanup()
     rate = len(result.done) / result.seconds if result.seconds else 0.0
+    who = f"rank {dist.rank}: " if dist is not None else ""
     click.echo(
-        f"{len(result.done)} of {len(paths)} images segmented in {result.seconds:.1f} s ({rate:.2f} img/s) -> {outdir}"
+        f"{who}{len(result.done)} of {len(paths[shard[0] :: shard[1]])} images segmented in {result.seconds:.1f} s ({rate:.2f} img/s) -> {outdir}"
     )
     if result.failed:
         click.echo(f"{len(result.failed)} failed:", err=True)
@@ -318,6 +325,8 @@ def evaluate_cmd(
         raise click.UsageError("result JSONs are only read with --compare")
     if not weights and not (compare and results):
         raise click.UsageError("give --weights and --dataset, or --compare with result JSONs")
+    dist = init_distributed(device) if launched_by_torchrun() else None  # torchrun: shard the images
+    main_process = dist is None or dist.is_main
     try:
         runs = [read_result(p) for p in results]
         if weights:
@@ -337,16 +346,19 @@ def evaluate_cmd(
                 max_images=max_images,
                 trimap=trimap,
                 label=label,
+                dist=dist,
             )
-
-            click.echo(format_result(result))
-            for path in write_report(result, outdir):
-                click.echo(f"wrote {path}")
+            if main_process:
+                click.echo(format_result(result))
+                for path in write_report(result, outdir):
+                    click.echo(f"wrote {path}")
             runs.append(result)
-        if compare:
+        if compare and main_process:
             click.echo(f"wrote {plot_trimap(runs, Path(outdir) / 'trimap_compare.png')}")
     except ValueError as err:
         raise click.ClickException(str(err))
+    finally:
+        cleanup()
 
 
 @main.command("models")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from deeplab.apps.plots import plot_evaluation
 from deeplab.atomic import atomic_write
 from deeplab.crf import DenseCRF
 from deeplab.data import build_dataset
+from deeplab.distributed import DistInfo, check_same
 from deeplab.evaluation import TRIMAP_WIDTHS, evaluate, no_nan
 from deeplab.inference import Segmenter
 from deeplab.models import load_model
@@ -63,29 +65,41 @@ def run_evaluation(
     trimap: bool = True,
     label: str | None = None,
     progress: bool = True,
+    dist: DistInfo | None = None,
 ) -> dict:
-    """Load a checkpoint, build its Segmenter and evaluate it on a data set split."""
+    """Load a checkpoint, build its Segmenter and evaluate it on a data set split.
 
+    With ``dist`` (torchrun) every process evaluates its share of the images on its own device
+    and all return the same result; processes given different checkpoints or data fail clearly."""
+    dist = dist or DistInfo()
     model = load_model(weights)
-    refine = None
-    if crf:
-        refine = DenseCRF()
-    seg = Segmenter(model, scales=scales, flip=flip, fusion=fusion, crf=refine, precision=precision, device=device)
     data = build_dataset(dataset, root, split)
     if len(data.classes) != len(model.meta.classes):
         raise ValueError(
             f"{weights}: the model has {len(model.meta.classes)} classes, {dataset} has {len(data.classes)}"
         )
-    result = evaluate(
-        seg,
-        data,
-        trimap_widths=TRIMAP_WIDTHS if trimap else None,
-        max_images=max_images,
-        progress=progress,
-        label=label,
+    check_same(_fingerprint(weights), dist, "the checkpoint (size, SHA-1)")
+    check_same((dataset, split, len(data), list(data.classes)), dist, "the data set (name, split, size, classes)")
+    refine = DenseCRF() if crf else None
+    seg = Segmenter(
+        model,
+        scales=scales,
+        flip=flip,
+        fusion=fusion,
+        crf=refine,
+        precision=precision,
+        device=dist.device if dist.enabled else device,
     )
+    widths = TRIMAP_WIDTHS if trimap else None
+    result = evaluate(seg, data, trimap_widths=widths, max_images=max_images, progress=progress, label=label, dist=dist)
     result["settings"].update(weights=str(weights), dataset=dataset, split=split, precision=precision)
     return result
+
+
+def _fingerprint(path: str | Path) -> tuple[int, str]:
+    """(size, SHA-1) of a file: what ranks compare to be sure they evaluate the same checkpoint."""
+    data = Path(path).read_bytes()
+    return len(data), hashlib.sha1(data).hexdigest()
 
 
 def write_report(result: dict, out_dir: str | Path) -> list[Path]:

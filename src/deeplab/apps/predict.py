@@ -39,16 +39,20 @@ def predict_files(
     save_probs: bool = False,
     alpha: float = 0.5,
     progress: bool = True,
+    shard: tuple[int, int] = (0, 1),
 ) -> BatchResult:
     """Segment each image; write NAME.png (palette labels), NAME_overlay.png, NAME_probs.npy.
 
-    A failing image is reported and skipped; the others still finish.
+    A failing image is reported and skipped; the others still finish. ``shard=(rank, world_size)``
+    takes every world_size-th image (torchrun); output names are made unique over all the images.
     """
     outdir = _writable_dir(Path(outdir))
-    done, failed, stems = [], [], set()
+    done, failed, seen = [], [], set()
+    stems = [_unique(Path(p).stem, seen) for p in paths]
+    rank, world = shard
+    mine = list(zip(paths, stems))[rank::world]
     start = time.perf_counter()
-    for path in tqdm(paths, desc="predict", unit="img", disable=not progress, dynamic_ncols=True):
-        stem = _unique(Path(path).stem, stems)
+    for path, stem in tqdm(mine, desc="predict", unit="img", disable=not progress, dynamic_ncols=True):
         try:
             rgb = read_image(path)
             pred = segmenter(rgb)

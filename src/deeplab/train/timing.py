@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from deeplab.distributed import DistInfo
 from deeplab.train.config import Config
-from deeplab.train.distributed import DistInfo
 from deeplab.train.trainer import Trainer, build_model_for
 
 # class counts of the data sets, so a recipe can be timed without its data on disk

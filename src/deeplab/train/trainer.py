@@ -23,12 +23,12 @@ from tqdm import tqdm
 
 from deeplab.checkpoint import read_checkpoint
 from deeplab.data import DatasetError, TrainTransform, build_dataset, scan_masks
+from deeplab.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from deeplab.evaluation import accumulate
 from deeplab.inference import Segmenter
 from deeplab.metrics import scores
 from deeplab.models import MultiScale, build_model, save_model
 from deeplab.train.config import Config, config_to_dict
-from deeplab.train.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from deeplab.train.log import RunLog
 from deeplab.train.loss import segmentation_loss
 from deeplab.train.optim import PolyLR, build_sgd, set_bn_mode

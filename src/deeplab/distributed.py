@@ -64,3 +64,20 @@ def cleanup() -> None:
     """Leave the process group if one was joined."""
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def check_same(value: object, info: DistInfo, what: str) -> None:
+    """Raise ValueError on every process when the processes hold different ``value``s (e.g. two
+    checkpoints): a clear error instead of a hang or a silently mixed result."""
+    if not info.enabled:
+        return
+    values: list[object] = [None] * info.world_size
+    dist.all_gather_object(values, value)
+    for rank, other in enumerate(values):
+        if other != values[0]:
+            raise ValueError(f"the processes disagree on {what}: rank 0 has {values[0]}, rank {rank} has {other}")
+
+
+def launched_by_torchrun() -> bool:
+    """True when this process is one of several that torchrun started."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
