@@ -149,3 +149,25 @@ def test_checkpoints_follow_the_umask_and_clean_up_stale_temporaries(tmp_path, s
         os.umask(old)
     assert (tmp_path / "last.pt").stat().st_mode & 0o777 == 0o640
     assert not stale.exists()
+
+
+def test_safetensors_round_trip_and_convert(tmp_path, small_model):
+    save_model(tmp_path / "m.pt", small_model)
+    result = CliRunner().invoke(main, ["convert", str(tmp_path / "m.pt"), str(tmp_path / "m.safetensors")])
+    assert result.exit_code == 0, result.output
+    assert b"pickle" not in (tmp_path / "m.safetensors").read_bytes()[:16]
+    model = load_model(tmp_path / "m.safetensors")
+    x = torch.randn(1, 3, 33, 47)
+    with torch.no_grad():
+        assert torch.equal(model(x), small_model.eval()(x))
+    assert model.meta.classes == small_model.meta.classes and model.meta.arch == small_model.meta.arch
+    info = CliRunner().invoke(main, ["info", str(tmp_path / "m.safetensors")])
+    assert "deeplab checkpoint" in info.output
+    back = CliRunner().invoke(main, ["convert", str(tmp_path / "m.safetensors"), str(tmp_path / "again.pt")])
+    assert back.exit_code == 0 and torch.equal(load_model(tmp_path / "again.pt")(x), model(x))
+
+
+def test_bad_safetensors_is_a_one_line_error(tmp_path):
+    (tmp_path / "junk.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
+    with pytest.raises(CheckpointError, match=r"junk\.safetensors: not a readable safetensors file"):
+        load_model(tmp_path / "junk.safetensors")

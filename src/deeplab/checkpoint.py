@@ -7,17 +7,24 @@ or ``run``). Files are always read with ``weights_only=True``. Besides our own f
 recognises torchvision's ``deeplabv3_resnet50/101`` state dicts (keys as they are; output stride 8,
 rates 12/24/36, no multi-grid, torchvision's dilation of the first unit, optional aux head).
 
+A checkpoint can also be a ``.safetensors`` file: the state dict as tensors and everything else
+(format, arch, config, classes, palette, mean, std) as JSON in the header metadata, so loading it
+involves no pickle at all. ``read_checkpoint`` returns the same dict for both.
+
 This module knows files and dicts, not networks: ``deeplab.models`` builds models from what it reads.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
 
 from deeplab.atomic import atomic_write
 
@@ -39,10 +46,12 @@ class Recognised(NamedTuple):
 
 
 def read_checkpoint(path: str | os.PathLike) -> Any:
-    """``torch.load(path, weights_only=True)`` on CPU, with one-line errors naming the file."""
+    """``torch.load(path, weights_only=True)`` on CPU (or a .safetensors file), one-line errors naming the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -64,6 +73,23 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
+def _read_safetensors(path: Path) -> dict[str, Any]:
+    """Our checkpoint dict from a .safetensors file (a plain state dict when it has no metadata)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no iterator
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({_first_line(exc)})") from None
+    if "deeplab" not in metadata:
+        return state
+    try:
+        meta = json.loads(metadata["deeplab"])
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path}: the 'deeplab' metadata is not JSON") from None
+    return {**meta, "state_dict": state}
+
+
 def non_finite_keys(state_dict: dict[str, Any]) -> list[str]:
     """Keys of floating-point tensors holding NaN or infinity."""
     return [
@@ -79,7 +105,21 @@ def write_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> Pat
     bad = non_finite_keys(checkpoint.get("state_dict", {}))
     if bad:
         raise CheckpointError(f"{path}: not written, {len(bad)} weight tensors hold NaN or infinity (first: {bad[0]})")
+    if Path(path).suffix == ".safetensors":
+        return _write_safetensors(Path(path), checkpoint)
     return atomic_write(path, lambda f: torch.save(checkpoint, f))
+
+
+def _write_safetensors(path: Path, checkpoint: dict[str, Any]) -> Path:
+    """The state dict as tensors, the other JSON-able keys as header metadata (no pickle)."""
+    state = {k: v.detach().contiguous().cpu() for k, v in checkpoint["state_dict"].items()}
+    meta = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "train_state", "optimizer")}
+    try:
+        text = json.dumps(meta)
+    except TypeError as exc:
+        raise CheckpointError(f"{path}: cannot store {exc} in safetensors metadata") from None
+    data = save(state, metadata={"deeplab": text})
+    return atomic_write(path, lambda f: f.write(data))
 
 
 def recognise(obj: Any, path: str | os.PathLike) -> Recognised:

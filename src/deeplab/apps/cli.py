@@ -23,7 +23,7 @@ from deeplab.devices import resolve_device
 from deeplab.distributed import cleanup, init_distributed, launched_by_torchrun
 from deeplab.imageio import list_images
 from deeplab.inference import PRESETS, Segmenter
-from deeplab.models import describe_checkpoint, load_model
+from deeplab.models import describe_checkpoint, load_model, save_model
 from deeplab.models.presets import presets_table
 from deeplab.train import NonFiniteLossError, run_training
 from deeplab.train.config import load_config
@@ -378,6 +378,19 @@ def info_command(checkpoint: str) -> None:
         click.echo(describe_checkpoint(checkpoint))
     except ValueError as err:
         raise click.ClickException(str(err))
+
+
+@main.command("convert")
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.argument("target", type=click.Path(dir_okay=False), callback=_writable_path)
+def convert_command(source: str, target: str) -> None:
+    """Write any checkpoint deeplab can load as ours: TARGET.pt (torch.save) or TARGET.safetensors (no pickle)."""
+    try:
+        model = load_model(source)
+        save_model(target, model)
+    except ValueError as err:
+        raise click.ClickException(str(err))
+    click.echo(f"wrote {target} ({model.meta.arch}, {model.meta.config['num_classes']} classes)")
 
 
 @main.command("crf")

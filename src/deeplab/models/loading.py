@@ -114,7 +114,7 @@ def describe_checkpoint(path: str | os.PathLike) -> str:
     classes = meta["classes"]
     lines = [
         f"file:     {path}",
-        f"format:   {found.kind}",
+        f"format:   {found.kind}" + (" (safetensors)" if Path(path).suffix == ".safetensors" else ""),
         f"arch:     {found.arch}",
         f"config:   {', '.join(f'{k}={v}' for k, v in found.config.items())}",
         f"weights:  {len(state)} tensors, {params / 1e6:.2f}M parameters",
