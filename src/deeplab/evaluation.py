@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from deeplab.distributed import DistInfo, all_reduce_sum
@@ -34,20 +35,28 @@ def accumulate(
     indices: Iterable[int] | None = None,
     trimap_widths: Iterable[int] | None = TRIMAP_WIDTHS,
     progress: bool = False,
+    batch_size: int = 1,
+    workers: int = 0,
 ) -> tuple[ConfusionMatrix, TrimapMetric | None]:
-    """Run the predictor over dataset[i] = (image HxWx3 uint8, mask HxW) and count the outcomes."""
+    """Run the predictor over dataset[i] = (image HxWx3 uint8, mask HxW) and count the outcomes;
+    samples are decoded in ``workers`` loader processes and segmented ``batch_size`` at a time."""
     seg = as_segmenter(predictor)
     num_classes = len(dataset.classes)
     ignore = getattr(dataset, "ignore_index", 255)
     cm = ConfusionMatrix(num_classes, ignore)
     trimap = TrimapMetric(num_classes, trimap_widths, ignore) if trimap_widths is not None else None
     indices = list(range(len(dataset)) if indices is None else indices)
-    for i in tqdm(indices, desc="evaluate", unit="img", disable=not progress, dynamic_ncols=True):
-        image, mask = dataset[i]
-        labels = seg(image).labels
-        cm.update(labels, mask)
-        if trimap is not None:
-            trimap.update(labels, mask)
+    loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, num_workers=workers, collate_fn=list)
+    bar = tqdm(total=len(indices), desc="evaluate", unit="img", disable=not progress, dynamic_ncols=True)
+    for batch in loader:
+        images = [image for image, _ in batch]
+        predictions = seg.predict_batch(images) if hasattr(seg, "predict_batch") else [seg(i) for i in images]
+        for (_, mask), prediction in zip(batch, predictions):
+            cm.update(prediction.labels, mask)
+            if trimap is not None:
+                trimap.update(prediction.labels, mask)
+        bar.update(len(batch))
+    bar.close()
     return cm, trimap
 
 
@@ -78,6 +87,8 @@ def evaluate(
     progress: bool = True,
     label: str | None = None,
     dist: DistInfo | None = None,
+    batch_size: int = 1,
+    workers: int = 0,
 ) -> dict:
     """Evaluate a Segmenter (or a model, run at one scale) on a data set of (image, mask) pairs.
 
@@ -95,7 +106,7 @@ def evaluate(
     n = len(dataset) if max_images is None else min(max_images, len(dataset))
     dist = dist or DistInfo()
     shard = range(dist.rank, n, dist.world_size)
-    cm, trimap = accumulate(seg, dataset, shard, trimap_widths, progress and dist.is_main)
+    cm, trimap = accumulate(seg, dataset, shard, trimap_widths, progress and dist.is_main, batch_size, workers)
     if dist.enabled:
         cm.matrix = all_reduce_counts(cm.matrix, dist)
         if trimap is not None:

@@ -165,3 +165,19 @@ def test_ranks_with_different_checkpoints_fail_clearly(tmp_path):
     outputs = _spawn_evaluate(tmp_path, args)
     for out in outputs:
         assert out.startswith("1\n") and "the processes disagree on the checkpoint" in out, out
+
+
+def test_batches_and_workers_give_the_same_scores():
+    import torch
+
+    from deeplab.data import ShapesDataset
+    from deeplab.inference import Segmenter
+    from deeplab.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("deeplabv3-mobilenetv2", num_classes=7, width_mult=0.25).eval()
+    data = ShapesDataset("val", 5, size=64)
+    seg = Segmenter(model, scales=(1.0, 0.5), flip=True)
+    one = evaluate(seg, data, trimap_widths=range(1, 4), progress=False)
+    batched = evaluate(seg, data, trimap_widths=range(1, 4), progress=False, batch_size=3, workers=2)
+    assert one["confusion_matrix"] == batched["confusion_matrix"] and one["trimap"] == batched["trimap"]

@@ -240,3 +240,15 @@ def test_compiled_model_equals_plain(model, image):
     plain = Segmenter(model, optimize=False)(image)
     compiled = Segmenter(model, compile=True)(image)
     np.testing.assert_allclose(compiled.probs, plain.probs, atol=1e-4)
+
+
+@pytest.mark.parametrize("fusion, flip", [("mean", True), ("max", False)])
+def test_predict_batch_equals_one_at_a_time(model, fusion, flip):
+    seg = Segmenter(model, scales=(1.0, 0.75), fusion=fusion, flip=flip, max_pixels=3000)
+    images = [tiny_image(40, 56, seed=1), tiny_image(33, 47, seed=2), tiny_image(40, 56, seed=3), tiny_image(60, 70)]
+    batch = seg.predict_batch(images)  # two of one size run together; the 60x70 one needs tiles
+    for image, got in zip(images, batch):
+        alone = seg(image)
+        assert got.probs.shape == alone.probs.shape
+        assert np.abs(got.probs - alone.probs).max() < 1e-5
+        assert (got.labels == alone.labels).mean() > 0.999

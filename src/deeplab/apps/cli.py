@@ -111,6 +111,8 @@ PRECISION = click.option(
 @click.option("--save-probs", is_flag=True, help="Also write NAME_probs.npy (CxHxW float32).")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay colour weight.")
 @click.option("--threads", type=click.IntRange(1), help="CPU threads (default: torch's choice).")
+@click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True, help="Images per forward pass.")
+@click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="Image-decoding processes.")
 def predict(
     weights,
     inputs,
@@ -128,6 +130,8 @@ def predict(
     save_probs,
     alpha,
     threads,
+    batch_size,
+    workers,
 ) -> None:
     """Segment images (files, folders, globs): label PNGs, overlays with legends, probabilities."""
     paths = []
@@ -167,7 +171,9 @@ def predict(
             device=device,
             **options,
         )
-        result = predict_files(seg, paths, outdir, classes, palette, save_probs, alpha, shard=shard)
+        result = predict_files(
+            seg, paths, outdir, classes, palette, save_probs, alpha, shard=shard, batch_size=batch_size, workers=workers
+        )
     except ValueError as err:
         raise click.ClickException(str(err))
     finally:
@@ -292,6 +298,8 @@ def train_cmd(
 @DEVICE
 @click.option("--max-images", type=click.IntRange(1), help="Evaluate the first N images only.")
 @click.option("--trimap/--no-trimap", default=True, show_default=True, help="Measure accuracy near boundaries.")
+@click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True, help="Images per forward pass.")
+@click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="Image-decoding processes.")
 @click.option("--label", help="Name of this run in plots (default: from the settings).")
 @click.option(
     "-o", "--output", "outdir", default="evaluation", show_default=True, type=OUT_DIR, callback=_writable_path
@@ -311,6 +319,8 @@ def evaluate_cmd(
     device,
     max_images,
     trimap,
+    batch_size,
+    workers,
     label,
     outdir,
     compare,
@@ -347,6 +357,8 @@ def evaluate_cmd(
                 trimap=trimap,
                 label=label,
                 dist=dist,
+                batch_size=batch_size,
+                workers=workers,
             )
             if main_process:
                 click.echo(format_result(result))

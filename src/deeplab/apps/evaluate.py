@@ -66,6 +66,8 @@ def run_evaluation(
     label: str | None = None,
     progress: bool = True,
     dist: DistInfo | None = None,
+    batch_size: int = 1,
+    workers: int = 0,
 ) -> dict:
     """Load a checkpoint, build its Segmenter and evaluate it on a data set split.
 
@@ -91,7 +93,17 @@ def run_evaluation(
         device=dist.device if dist.enabled else device,
     )
     widths = TRIMAP_WIDTHS if trimap else None
-    result = evaluate(seg, data, trimap_widths=widths, max_images=max_images, progress=progress, label=label, dist=dist)
+    result = evaluate(
+        seg,
+        data,
+        trimap_widths=widths,
+        max_images=max_images,
+        progress=progress,
+        label=label,
+        dist=dist,
+        batch_size=batch_size,
+        workers=workers,
+    )
     result["settings"].update(weights=str(weights), dataset=dataset, split=split, precision=precision)
     return result
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from deeplab.apps.viz import overlay_with_legend
@@ -40,33 +42,79 @@ def predict_files(
     alpha: float = 0.5,
     progress: bool = True,
     shard: tuple[int, int] = (0, 1),
+    batch_size: int = 1,
+    workers: int = 0,
 ) -> BatchResult:
     """Segment each image; write NAME.png (palette labels), NAME_overlay.png, NAME_probs.npy.
 
-    A failing image is reported and skipped; the others still finish. ``shard=(rank, world_size)``
-    takes every world_size-th image (torchrun); output names are made unique over all the images.
+    Images are decoded in ``workers`` loader processes and segmented ``batch_size`` at a time;
+    outputs are written by a background thread while the next batch computes. A failing image is
+    reported and skipped; the others still finish. ``shard=(rank, world_size)`` takes every
+    world_size-th image (torchrun); output names are made unique over all the images.
     """
     outdir = _writable_dir(Path(outdir))
-    done, failed, seen = [], [], set()
+    seen: set[str] = set()
     stems = [_unique(Path(p).stem, seen) for p in paths]
     rank, world = shard
     mine = list(zip(paths, stems))[rank::world]
+    done, failed = [], []
     start = time.perf_counter()
-    for path, stem in tqdm(mine, desc="predict", unit="img", disable=not progress, dynamic_ncols=True):
-        try:
-            rgb = read_image(path)
-            pred = segmenter(rgb)
-            write_label_png(outdir / f"{stem}.png", pred.labels, palette)
-            shown = overlay_with_legend(rgb, pred.labels, classes, palette, alpha)
-            atomic_write(outdir / f"{stem}_overlay.png", lambda f: Image.fromarray(shown).save(f, format="PNG"))
-            if save_probs:
-                atomic_write(outdir / f"{stem}_probs.npy", lambda f: np.save(f, pred.probs))
-        except ValueError as err:
-            failed.append((Path(path), str(err)))
-            tqdm.write(f"error: {err}")
-            continue
-        done.append(Path(path))
+    loader = DataLoader(_Decoded(mine), batch_size=batch_size, num_workers=workers, collate_fn=list)
+    bar = tqdm(total=len(mine), desc="predict", unit="img", disable=not progress, dynamic_ncols=True)
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending = []
+        for batch in loader:
+            good = [(path, stem, rgb) for path, stem, rgb, error in batch if error is None]
+            for path, _, _, error in batch:
+                if error is not None:
+                    failed.append((Path(path), error))
+                    tqdm.write(f"error: {error}")
+            try:
+                preds = segmenter.predict_batch([rgb for _, _, rgb in good])
+            except ValueError as err:  # a network-side failure fails the whole batch, named
+                failed += [(Path(path), f"{path}: {err}") for path, _, _ in good]
+                continue
+            for (path, stem, rgb), pred in zip(good, preds):
+                job = writer.submit(_write, outdir, stem, rgb, pred, classes, palette, save_probs, alpha)
+                pending.append((Path(path), job))
+            bar.update(len(batch))
+        for path, job in pending:
+            error = job.exception()
+            if error is not None and not isinstance(error, Exception):
+                raise error  # Ctrl-C and the like stop the run (what was written is complete)
+            if error is None:
+                done.append(path)
+            else:
+                failed.append((path, str(error)))
+                tqdm.write(f"error: {error}")
+    bar.close()
     return BatchResult(done, failed, time.perf_counter() - start)
+
+
+class _Decoded(Dataset):
+    """(path, stem) pairs decoded in loader workers; a file that fails carries its one-line error."""
+
+    def __init__(self, items: list[tuple[Path, str]]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[Path, str, np.ndarray | None, str | None]:
+        path, stem = self.items[index]
+        try:
+            return path, stem, read_image(path), None
+        except ValueError as err:
+            return path, stem, None, str(err)
+
+
+def _write(outdir: Path, stem: str, rgb: np.ndarray, pred, classes, palette, save_probs: bool, alpha: float) -> None:
+    """The outputs of one image, each written atomically."""
+    write_label_png(outdir / f"{stem}.png", pred.labels, palette)
+    shown = overlay_with_legend(rgb, pred.labels, classes, palette, alpha)
+    atomic_write(outdir / f"{stem}_overlay.png", lambda f: Image.fromarray(shown).save(f, format="PNG"))
+    if save_probs:
+        atomic_write(outdir / f"{stem}_probs.npy", lambda f: np.save(f, pred.probs))
 
 
 def _writable_dir(outdir: Path) -> Path:

@@ -111,12 +111,39 @@ class Segmenter:
     @torch.inference_mode()
     def __call__(self, image: np.ndarray | Image.Image) -> Prediction:
         """Segment one image: labels HxW int64 and probabilities CxHxW float32."""
-        rgb = _as_rgb(image)
-        height, width = rgb.shape[:2]
-        tile = self.tile
-        if tile is None and height * width * max(self.scales) ** 2 > self.max_pixels:
-            tile = DEFAULT_TILE
-        scores = self._fuse(rgb).float().cpu() if tile is None else self._tiled(rgb, tile)
+        return self.predict_batch([image])[0]
+
+    @torch.inference_mode()
+    def predict_batch(self, images: Sequence[np.ndarray | Image.Image]) -> list[Prediction]:
+        """Segment several images, running those of one size through the network together.
+
+        The same result as one at a time (up to float rounding of batched convolutions): images are
+        grouped by size rather than padded, since padding would change what the image-level pooling
+        of ASPP sees. Images that need tiles run one at a time.
+        """
+        rgbs = [_as_rgb(image) for image in images]
+        results: list[Prediction | None] = [None] * len(rgbs)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, rgb in enumerate(rgbs):
+            tile = self._tile_for(rgb)
+            if tile is not None:
+                results[i] = self._finish(rgb, self._tiled(rgb, tile))
+            else:
+                groups.setdefault(rgb.shape, []).append(i)
+        for members in groups.values():
+            scores = self._fuse([rgbs[i] for i in members]).float().cpu()
+            for k, i in enumerate(members):
+                results[i] = self._finish(rgbs[i], scores[k])
+        return results  # type: ignore[return-value]
+
+    def _tile_for(self, rgb: np.ndarray) -> tuple[int, int] | None:
+        """The window size for this image: the chosen one, the default for large images, or None."""
+        if self.tile is None and rgb.shape[0] * rgb.shape[1] * max(self.scales) ** 2 > self.max_pixels:
+            return DEFAULT_TILE
+        return self.tile
+
+    def _finish(self, rgb: np.ndarray, scores: torch.Tensor) -> Prediction:
+        """Fused scores CxHxW (on the CPU) -> probabilities (CRF-refined when set) and labels."""
         probs = scores if self.fusion == "mean" else _softmax_(scores)
         if self.crf is not None:
             probs = torch.from_numpy(np.asarray(self.crf(rgb, probs.numpy()), dtype=np.float32))
@@ -138,7 +165,7 @@ class Segmenter:
         weight = torch.zeros(height, width)
         for y in window_starts(height, th, self._stride(th, oh)):
             for x in window_starts(width, tw, self._stride(tw, ow)):
-                scores = self._fuse(rgb, (y, y + th, x, x + tw)).float().cpu()
+                scores = self._fuse([rgb], (y, y + th, x, x + tw))[0].float().cpu()
                 if acc is None:
                     acc = torch.zeros(scores.shape[0], height, width)
                 acc[:, y : y + th, x : x + tw].add_(scores * weights)
@@ -151,14 +178,12 @@ class Segmenter:
         step = max(size - overlap, 1)
         return step // self.output_stride * self.output_stride or step
 
-    def _fuse(self, rgb: np.ndarray, box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
-        """Fused scores (logits for max, probabilities for mean) CxHxW of the image or a window.
-
-        box = (top, bottom, left, right) of a window; None = the whole image.
-        """
+    def _fuse(self, rgbs: list[np.ndarray], box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+        """Fused scores (logits for max, probabilities for mean) N,C,H,W of images of one size, or
+        of a window of one image: box = (top, bottom, left, right); None = the whole images."""
         fused: torch.Tensor | None = None
         for scale in self.scales:
-            out = self._at_scale(rgb, scale, box)
+            out = self._at_scale(rgbs, scale, box)
             if fused is None:
                 fused = out
             elif self.fusion == "max":
@@ -168,41 +193,41 @@ class Segmenter:
         assert fused is not None
         return fused if self.fusion == "max" else fused.div_(len(self.scales))
 
-    def _at_scale(self, rgb: np.ndarray, scale: float, box: tuple[int, ...] | None) -> torch.Tensor:
-        """One scale's output at input size: logits (max) or probabilities (mean), flip-averaged.
+    def _at_scale(self, rgbs: list[np.ndarray], scale: float, box: tuple[int, ...] | None) -> torch.Tensor:
+        """One scale's output N,C,H,W at input size: logits (max) or probabilities (mean), flip-averaged.
 
         A window is resampled exactly as the whole image would be (same bilinear grid), with
         its origin on the output-stride grid, so tiles agree with the untiled result inside.
         """
-        height, width = rgb.shape[:2]
+        height, width = rgbs[0].shape[:2]
         scaled = (max(1, round(height * scale)), max(1, round(width * scale)))
         if box is None or box == (0, height, 0, width):
-            x = self._normalise(rgb)
+            x = torch.cat([self._normalise(rgb) for rgb in rgbs])
             if scaled != (height, width):
                 x = F.interpolate(x, size=scaled, mode="bilinear", align_corners=False)
             out = self._run_flipped(x)
             if scaled != (height, width):
-                out = F.interpolate(out, size=(height, width), mode="bilinear", align_corners=False)
+                size = (height, width)
+                out = F.interpolate(out.flatten(0, 1), size=size, mode="bilinear", align_corners=False)
+                out = out.unflatten(0, (-1, len(rgbs)))
         else:
+            (rgb,) = rgbs
             rows = axis_plan(box[0], box[1], height, scaled[0], self.output_stride)
             cols = axis_plan(box[2], box[3], width, scaled[1], self.output_stride)
+            to_rows, to_cols, back_rows, back_cols = (m.to(self.device) for m in (rows[1], cols[1], rows[2], cols[2]))
             x = self._normalise(rgb[rows[0], cols[0]])
-            to_scaled, back = (
-                (rows[1].to(self.device), cols[1].to(self.device)),
-                (rows[2].to(self.device), cols[2].to(self.device)),
-            )
-            x = torch.einsum("ih,nchw,jw->ncij", to_scaled[0], x, to_scaled[1])
-            out = torch.einsum("ih,nchw,jw->ncij", back[0], self._run_flipped(x), back[1])
+            x = torch.einsum("ih,nchw,jw->ncij", to_rows, x, to_cols)
+            out = torch.einsum("ih,fnchw,jw->fncij", back_rows, self._run_flipped(x), back_cols)
         if self.fusion == "mean":
-            out = out.softmax(1)
+            out = out.softmax(2)
         return out.mean(0)
 
     def _run_flipped(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of x (and of its mirror image, flipped back, when flip is on): B,C,H,W."""
+        """Logits F,N,C,H,W of x (F = 1), or of x and its mirror image flipped back (F = 2)."""
         if not self.flip:
-            return self._run(x)
+            return self._run(x)[None]
         out = self._run(torch.cat([x, x.flip(-1)]))
-        return torch.stack([out[0], out[1].flip(-1)])
+        return torch.stack([out[: len(x)], out[len(x) :].flip(-1)])
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
