@@ -132,6 +132,8 @@ def recognise(obj: Any, path: str | os.PathLike) -> Recognised:
         return Recognised("deeplab checkpoint", obj["arch"], dict(obj["config"]), obj["state_dict"], fields)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: not a checkpoint, it holds a {type(obj).__name__}")
+    if isinstance(obj.get("model_state"), dict):  # VainF/DeepLabV3Plus-Pytorch's training checkpoint
+        return _vainf(obj["model_state"], path)
     if "classifier.0.convs.0.0.weight" in obj and "backbone.layer4.0.conv1.weight" in obj:
         arch, config = torchvision_config(obj, path)
         return Recognised("torchvision DeepLabV3 state dict", arch, config, obj, {})
@@ -156,6 +158,58 @@ def torchvision_config(state: dict[str, torch.Tensor], path: str | os.PathLike) 
         "torchvision_dilation": True,
     }
     return f"deeplabv3-resnet{depth}", config
+
+
+def _resnet_depth(state: dict[str, torch.Tensor], path: str | os.PathLike, layout: str) -> int:
+    """50 or 101 from the number of layer3 units of a ResNet backbone's keys."""
+    units = {k.split(".")[2] for k in state if k.startswith("backbone.layer3.")}
+    depth = {6: 50, 23: 101}.get(len(units))
+    if depth is None:
+        raise CheckpointError(f"{path}: {layout} with {len(units)} layer3 units (not ResNet-50 or -101)")
+    return depth
+
+
+def _vainf(state: dict[str, torch.Tensor], path: str | os.PathLike) -> Recognised:
+    """VainF/DeepLabV3Plus-Pytorch: torchvision ResNet backbones (its dilation), ASPP at 6/12/18
+    (output stride 16, its default; pass output_stride=8 to load_model for models trained at 8);
+    v3+ with one 3x3 fuse conv and [low-level, ASPP] concatenation."""
+    if any(k.startswith("backbone.high_level_features.") for k in state):
+        raise CheckpointError(f"{path}: a VainF MobileNetV2 checkpoint; only its ResNet models load so far")
+    if "classifier.classifier.0.convs.0.0.weight" in state:  # deeplabv3: classifier.classifier = DeepLabHead
+        depth = _resnet_depth(state, path, "VainF DeepLabV3")
+        renamed = {_strip(k, "classifier.classifier.", "classifier."): v for k, v in state.items()}
+        classes = int(state["classifier.classifier.4.weight"].shape[0])
+        arch, extra = f"deeplabv3-resnet{depth}", {}
+    elif "classifier.aspp.convs.0.0.weight" in state and "classifier.project.0.weight" in state:
+        depth = _resnet_depth(state, path, "VainF DeepLabV3+")
+        names = {"classifier.project.": "classifier.reduce.", "classifier.classifier.3.": "classifier.cls."}
+        names["classifier.classifier."] = "classifier.fuse."
+        renamed = {}
+        for key, value in state.items():
+            for old, new in names.items():
+                if key.startswith(old):
+                    key = new + key[len(old) :]
+                    break
+            renamed[key] = value
+        classes = int(state["classifier.classifier.3.weight"].shape[0])
+        arch, extra = f"deeplabv3plus-resnet{depth}", {"fuse_convs": 1, "low_level_first": True}
+    else:
+        keys = ", ".join(list(state)[:5])
+        raise CheckpointError(f"{path}: a VainF checkpoint ('model_state') of an unknown model, first keys: {keys}")
+    config = {
+        "num_classes": classes,
+        "output_stride": 16,
+        "atrous_rates": (6, 12, 18),
+        "multi_grid": None,
+        "aux": False,
+        "torchvision_dilation": True,
+        **extra,
+    }
+    return Recognised("VainF/DeepLabV3Plus-Pytorch checkpoint", arch, config, renamed, {})
+
+
+def _strip(key: str, old: str, new: str) -> str:
+    return new + key[len(old) :] if key.startswith(old) else key
 
 
 def key_problems(**keys: list[str]) -> str:

@@ -25,7 +25,11 @@ def separable_conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int
 
 class DeepLabV3PlusHead(nn.Module):
     """ASPP at output stride, upsampled to the low-level features, concat with their 48-channel
-    reduction, two 3x3 convs, 1x1 to classes (logits at stride 4)."""
+    reduction, two 3x3 convs, 1x1 to classes (logits at stride 4).
+
+    Variants of released models: ``fuse_convs=1`` (one 3x3 conv after the concatenation) and
+    ``low_level_first=True`` (concatenate [low-level, ASPP]), as in VainF/DeepLabV3Plus-Pytorch.
+    """
 
     def __init__(
         self,
@@ -37,15 +41,24 @@ class DeepLabV3PlusHead(nn.Module):
         low_level_reduced: int = 48,
         separable: bool = False,
         image_pooling: bool = True,
+        fuse_convs: int = 2,
+        low_level_first: bool = False,
     ) -> None:
         super().__init__()
+        if fuse_convs not in (1, 2):
+            raise ValueError(f"fuse_convs must be 1 or 2, got {fuse_convs!r}")
+        self.low_level_first = low_level_first
         self.aspp = ASPP(in_channels, atrous_rates, channels, image_pooling)
         self.reduce = nn.Sequential(*conv_bn_relu(low_level_channels, low_level_reduced))
         block = separable_conv_bn_relu if separable else conv_bn_relu
-        self.fuse = nn.Sequential(*block(channels + low_level_reduced, channels, 3), *block(channels, channels, 3))
+        layers = block(channels + low_level_reduced, channels, 3)
+        if fuse_convs == 2:
+            layers += block(channels, channels, 3)
+        self.fuse = nn.Sequential(*layers)
         self.cls = classifier_conv(channels, num_classes)
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         low_level = self.reduce(features["low_level"])
         x = F.interpolate(self.aspp(features["out"]), size=low_level.shape[-2:], mode="bilinear", align_corners=False)
-        return self.cls(self.fuse(torch.cat([x, low_level], dim=1)))
+        parts = [low_level, x] if self.low_level_first else [x, low_level]
+        return self.cls(self.fuse(torch.cat(parts, dim=1)))

@@ -101,6 +101,14 @@ PRESETS: dict[str, Preset] = {
         multi_grid=(1, 2, 4),
         extra_blocks=3,
     ),
+    "deeplabv3plus-resnet50": Preset(
+        "resnet50",
+        "v3plus",
+        16,
+        (6, 12, 18),
+        "v3+ Sec. 3.1 on ResNet-50: ASPP + decoder with 48-channel layer1 features",
+        multi_grid=(1, 2, 4),
+    ),
     "deeplabv3plus-resnet101": Preset(
         "resnet101",
         "v3plus",
@@ -151,6 +159,8 @@ def allowed_overrides(preset: Preset) -> set[str]:
         allowed.add("width_mult")
     if preset.head in ("aspp_v3", "v3plus"):
         allowed.add("image_pooling")
+    if preset.head == "v3plus":
+        allowed |= {"fuse_convs", "low_level_first"}
     return allowed
 
 
@@ -182,6 +192,9 @@ def resolve_config(name: str, num_classes: int = 21, **overrides: Any) -> dict[s
         config["width_mult"] = float(overrides.get("width_mult", 1.0))
     if preset.head in ("aspp_v3", "v3plus") and "image_pooling" in overrides:
         config["image_pooling"] = bool(overrides["image_pooling"])  # v3 Table 5 ablation
+    for key in ("fuse_convs", "low_level_first"):  # decoder variants of released v3+ models
+        if key in overrides:
+            config[key] = overrides[key]
     return config
 
 
@@ -252,6 +265,8 @@ def _head(preset: Preset, config: dict[str, Any], backbone: nn.Module) -> nn.Mod
             preset.head_channels,
             separable=preset.separable_decoder,
             image_pooling=config.get("image_pooling", True),
+            fuse_convs=int(config.get("fuse_convs", 2)),
+            low_level_first=bool(config.get("low_level_first", False)),
         )
     return CascadeHead(channels, num_classes)  # cascade: 1x1 to classes on block7
 
