@@ -395,10 +395,15 @@ def info_command(checkpoint: str) -> None:
 @main.command("convert")
 @click.argument("source", type=click.Path(dir_okay=False))
 @click.argument("target", type=click.Path(dir_okay=False), callback=_writable_path)
-def convert_command(source: str, target: str) -> None:
+@click.option(
+    "--output-stride",
+    type=click.Choice(["8", "16", "32"]),
+    help="The stride the source was trained at, where its file cannot tell (e.g. VainF's OS8 models).",
+)
+def convert_command(source: str, target: str, output_stride: str | None) -> None:
     """Write any checkpoint deeplab can load as ours: TARGET.pt (torch.save) or TARGET.safetensors (no pickle)."""
     try:
-        model = load_model(source)
+        model = load_model(source, **({"output_stride": int(output_stride)} if output_stride else {}))
         save_model(target, model)
     except ValueError as err:
         raise click.ClickException(str(err))
