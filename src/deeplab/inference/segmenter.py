@@ -122,32 +122,33 @@ class Segmenter:
         of ASPP sees. Images that need tiles run one at a time.
         """
         rgbs = [_as_rgb(image) for image in images]
-        results: list[Prediction | None] = [None] * len(rgbs)
+        scores: list[torch.Tensor | None] = [None] * len(rgbs)
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, rgb in enumerate(rgbs):
             tile = self._tile_for(rgb)
             if tile is not None:
-                results[i] = self._finish(rgb, self._tiled(rgb, tile))
+                scores[i] = self._tiled(rgb, tile)
             else:
                 groups.setdefault(rgb.shape, []).append(i)
         for members in groups.values():
-            scores = self._fuse([rgbs[i] for i in members]).float().cpu()
+            fused = self._fuse([rgbs[i] for i in members]).float().cpu()
             for k, i in enumerate(members):
-                results[i] = self._finish(rgbs[i], scores[k])
-        return results  # type: ignore[return-value]
+                scores[i] = fused[k]
+        probs = [s if self.fusion == "mean" else _softmax_(s) for s in scores]
+        if self.crf is not None:  # several images: one per CRF thread (DenseCRF.batch)
+            refine = getattr(self.crf, "batch", None)
+            arrays = [p.numpy() for p in probs]
+            refined = (
+                refine(rgbs, arrays) if refine and len(rgbs) > 1 else [self.crf(r, a) for r, a in zip(rgbs, arrays)]
+            )
+            probs = [torch.from_numpy(np.asarray(q, dtype=np.float32)) for q in refined]
+        return [Prediction(p.argmax(0).numpy(), p.numpy()) for p in probs]
 
     def _tile_for(self, rgb: np.ndarray) -> tuple[int, int] | None:
         """The window size for this image: the chosen one, the default for large images, or None."""
         if self.tile is None and rgb.shape[0] * rgb.shape[1] * max(self.scales) ** 2 > self.max_pixels:
             return DEFAULT_TILE
         return self.tile
-
-    def _finish(self, rgb: np.ndarray, scores: torch.Tensor) -> Prediction:
-        """Fused scores CxHxW (on the CPU) -> probabilities (CRF-refined when set) and labels."""
-        probs = scores if self.fusion == "mean" else _softmax_(scores)
-        if self.crf is not None:
-            probs = torch.from_numpy(np.asarray(self.crf(rgb, probs.numpy()), dtype=np.float32))
-        return Prediction(probs.argmax(0).numpy(), probs.numpy())
 
     def _check_tile(self, tile: int | Sequence[int]) -> tuple[int, int]:
         th, tw = (tile, tile) if isinstance(tile, int) else tuple(int(t) for t in tile)
