@@ -10,7 +10,7 @@ Layers, imports flowing downward only:
     evaluation.py
     inference/ (segmenter, tiling, backends, onnx)
     models/, crf/, data/, metrics.py
-    checkpoint.py, imageio.py, atomic.py, palette.py, constants.py
+    checkpoint.py, devices.py, distributed.py, imageio.py, atomic.py, palette.py, constants.py
 """
 
 from deeplab.crf import DenseCRF
