@@ -61,8 +61,8 @@ def test_shipped_model_quality_and_what_the_crf_adds():
     single = evaluate(Segmenter(model), data, progress=False)
     ms = evaluate(Segmenter(model, **multi), data, progress=False)
     crf = evaluate(Segmenter(model, crf=DenseCRF(), **multi), data, progress=False)
-    assert single["miou"] > 0.45
-    assert ms["miou"] > single["miou"] - 0.01
-    assert crf["miou"] > ms["miou"] + 0.03
+    assert single["miou"] > 0.70
+    assert ms["miou"] > single["miou"]  # multi-scale + flip adds
+    assert crf["miou"] > ms["miou"]  # and the CRF adds to it
     band = crf["trimap"]["widths"].index(2)
-    assert crf["trimap"]["miou"][band] > ms["trimap"]["miou"][band] + 0.05
+    assert crf["trimap"]["miou"][band] > ms["trimap"]["miou"][band]  # most of all near the boundaries
