@@ -168,7 +168,7 @@ def _add_claims(report: Report) -> None:
         ours = ", ".join(f"{k} {100 * v:.2f}" for k, v in c["ours"].items()) or "-"
         holds = {True: "yes", False: "no", None: "-"}[c["holds"]]
         rows.append([c["statement"] + (f" ({c['note']})" if c["note"] else ""), c["source"], c["paper"], ours, holds])
-    report.text_table(["claim", "source", "paper", "ours (mIoU %)", "holds"], rows)
+    report.table(["claim", "source", "paper", "ours (mIoU %)", "holds"], rows, wrap=True)
 
 
 def _add_plots(report: Report, out: Path, results: list[dict]) -> None:

@@ -41,12 +41,14 @@ class Report:
         if note:
             self.sections.append(f"<p>{html.escape(note)}</p>")
 
-    def table(self, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-        """Add a table; floats are shown with 4 significant decimals."""
-        cells = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[object]], wrap: bool = False) -> None:
+        """Add a table; floats are shown with 4 significant decimals. ``wrap``: left-aligned,
+        wrapped text cells (e.g. claims with their sources) instead of right-aligned numbers."""
+        cls = ' class="wrap"' if wrap else ""
+        cells = "".join(f"<th{cls}>{html.escape(str(h))}</th>" for h in header)
         body = [f"<tr>{cells}</tr>"]
         for row in rows:
-            body.append("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>")
+            body.append("<tr>" + "".join(f"<td{cls}>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>")
         self.sections.append("<table>" + "".join(body) + "</table>")
 
     def legend(self, classes: Sequence[str], palette: Sequence[Sequence[int]]) -> None:
@@ -67,14 +69,6 @@ class Report:
             for row in rows
         ]
         self.sections.append(f'<table class="grid"><tr>{head}</tr>{"".join(body)}</table>')
-
-    def text_table(self, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-        """A table of text cells (left-aligned, wrapped), e.g. claims with their sources."""
-        cells = "".join(f'<th class="wrap">{html.escape(str(h))}</th>' for h in header)
-        body = [f"<tr>{cells}</tr>"]
-        for row in rows:
-            body.append("<tr>" + "".join(f'<td class="wrap">{html.escape(str(v))}</td>' for v in row) + "</tr>")
-        self.sections.append("<table>" + "".join(body) + "</table>")
 
     def figures(self, items: Sequence[tuple[str, str]], plot: bool = False) -> None:
         """Add a row of images given as (relative path, caption)."""
