@@ -1,6 +1,6 @@
 # Every target sets up .venv itself. torch==2.13.0 is installed first so that pip takes the
-# local CPU build and never pulls CUDA packages; torchvision is installed without its
-# dependencies, only for the parity tests (the package itself never imports it).
+# local CPU build and never pulls CUDA packages; torchvision, segmentation_models_pytorch and timm
+# are installed without their dependencies, only for the parity tests (the package never imports them).
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
@@ -14,7 +14,7 @@ format: install
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) torch==2.13.0
-	$(PIP) --no-deps torchvision==0.28.0
+	$(PIP) --no-deps torchvision==0.28.0 segmentation-models-pytorch==0.6.0 timm==1.0.31
 	$(PIP) -e ".[dev,bench]"
 	touch $@
 

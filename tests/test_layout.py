@@ -17,6 +17,7 @@ LAYERS = {
     "checkpoint": 1,
     "devices": 1,
     "distributed": 1,
+    "formats": 1,
     "metrics": 2,
     "models": 2,
     "crf": 2,

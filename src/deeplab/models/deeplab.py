@@ -15,8 +15,15 @@ from torch import nn
 class DeepLab(nn.Module):
     """``model(x)`` -> logits N,C,H,W at the input size; ``model(x, return_aux=True)`` -> {"out", "aux"}."""
 
-    def __init__(self, backbone: nn.Module, classifier: nn.Module, aux_classifier: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        classifier: nn.Module,
+        aux_classifier: nn.Module | None = None,
+        align_corners: bool = False,
+    ) -> None:
         super().__init__()
+        self.align_corners = align_corners  # of the final upsampling (True in segmentation_models_pytorch)
         self.backbone = backbone
         self.classifier = classifier
         self.aux_classifier = aux_classifier
@@ -27,13 +34,13 @@ class DeepLab(nn.Module):
         size = x.shape[-2:]
         features = self.backbone(x)
         logits = self.classifier(features)  # every head picks what it needs from the feature dict
-        out = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        out = F.interpolate(logits, size=size, mode="bilinear", align_corners=self.align_corners)
         if not return_aux:
             return out
         result = {"out": out}
         if self.aux_classifier is not None:
             aux = self.aux_classifier(features)
-            result["aux"] = F.interpolate(aux, size=size, mode="bilinear", align_corners=False)
+            result["aux"] = F.interpolate(aux, size=size, mode="bilinear", align_corners=self.align_corners)
         return result
 
 

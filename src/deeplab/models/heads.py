@@ -83,6 +83,29 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 1, rate
     return [conv, nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
 
 
+def separable_conv_bn_relu(
+    in_channels: int, out_channels: int, kernel_size: int = 3, rate: int = 1, inner_bn: bool = True
+) -> list[nn.Module]:
+    """An atrous separable conv (v3+ Sec. 3.1): depthwise kxk at ``rate``, pointwise 1x1, BN + ReLU.
+
+    ``inner_bn=True`` (the paper's) puts BN + ReLU after the depthwise conv too: layers [dw, BN, ReLU,
+    pw, BN, ReLU]. ``inner_bn=False`` is segmentation_models_pytorch's: [Sequential(dw, pw), BN, ReLU].
+    """
+    depthwise = nn.Conv2d(
+        in_channels,
+        in_channels,
+        kernel_size,
+        padding=rate * (kernel_size // 2),
+        dilation=rate,
+        groups=in_channels,
+        bias=False,
+    )
+    if not inner_bn:
+        pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        return [nn.Sequential(depthwise, pointwise), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+    return [depthwise, nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True), *conv_bn_relu(in_channels, out_channels)]
+
+
 class ASPPPooling(nn.Sequential):
     """Image-level features: global average pool, 1x1 conv + BN + ReLU, upsampled back (v3 Sec. 3.3)."""
 
@@ -94,14 +117,28 @@ class ASPPPooling(nn.Sequential):
 
 
 class ASPP(nn.Module):
-    """v3 ASPP: 1x1 + one 3x3 per atrous rate + image pooling, each with BN, concatenated, 1x1 projection."""
+    """v3 ASPP: 1x1 + one 3x3 per atrous rate + image pooling, each with BN, concatenated, 1x1 projection.
+
+    ``separable`` makes the 3x3 branches atrous separable convs (v3+ Sec. 3.2) in the style
+    ``separable_bn`` picks (see ``separable_conv_bn_relu``)."""
 
     def __init__(
-        self, in_channels: int, atrous_rates: tuple[int, ...], out_channels: int = 256, image_pooling: bool = True
+        self,
+        in_channels: int,
+        atrous_rates: tuple[int, ...],
+        out_channels: int = 256,
+        image_pooling: bool = True,
+        separable: bool = False,
+        separable_bn: bool = True,
     ) -> None:
         super().__init__()
         branches = [nn.Sequential(*conv_bn_relu(in_channels, out_channels))]
-        branches += [nn.Sequential(*conv_bn_relu(in_channels, out_channels, 3, r)) for r in atrous_rates]
+        for r in atrous_rates:
+            if separable:
+                layers = separable_conv_bn_relu(in_channels, out_channels, 3, r, separable_bn)
+            else:
+                layers = conv_bn_relu(in_channels, out_channels, 3, r)
+            branches.append(nn.Sequential(*layers))
         if image_pooling:  # v3 Table 5 measures the head with and without it
             branches.append(ASPPPooling(in_channels, out_channels))
         self.convs = nn.ModuleList(branches)
@@ -121,9 +158,11 @@ class DeepLabV3Head(nn.Sequential):
         atrous_rates: tuple[int, ...],
         channels: int = 256,
         image_pooling: bool = True,
+        aspp_separable: bool = False,
+        separable_bn: bool = True,
     ) -> None:
         super().__init__(
-            ASPP(in_channels, atrous_rates, channels, image_pooling),
+            ASPP(in_channels, atrous_rates, channels, image_pooling, aspp_separable, separable_bn),
             *conv_bn_relu(channels, channels, 3),
             classifier_conv(channels, num_classes),
         )

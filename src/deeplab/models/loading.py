@@ -17,9 +17,9 @@ from deeplab.checkpoint import (
     CheckpointError,
     key_problems,
     read_checkpoint,
-    recognise,
     write_checkpoint,
 )
+from deeplab.formats import recognise
 from deeplab.models.deeplab import unwrap
 from deeplab.models.meta import ModelMeta, default_meta
 from deeplab.models.presets import build_model, scale_rates

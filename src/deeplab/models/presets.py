@@ -138,6 +138,13 @@ PRESETS: dict[str, Preset] = {
 
 RESNET_OVERRIDES = {"multi_grid", "aux", "torchvision_dilation"}
 
+# Architecture variants of released models, as build options (stored in the config only when given).
+# ASPP heads: image_pooling (v3 Table 5 ablation), aspp_separable / separable_bn (separable branches
+# in the paper's or segmentation_models_pytorch's style). v3+ decoder: also separable (its 3x3 convs),
+# fuse_convs, low_level_first, aspp_conv (see decoder.DeepLabV3PlusHead).
+ASPP_VARIANTS = {"image_pooling": bool, "aspp_separable": bool, "separable_bn": bool}
+DECODER_VARIANTS = {**ASPP_VARIANTS, "separable": bool, "fuse_convs": int, "low_level_first": bool, "aspp_conv": bool}
+
 
 def get_preset(name: str) -> Preset:
     """The preset called ``name``; ValueError listing the valid names otherwise."""
@@ -148,7 +155,7 @@ def get_preset(name: str) -> Preset:
 
 def allowed_overrides(preset: Preset) -> set[str]:
     """The build_model overrides that apply to ``preset``."""
-    allowed = {"output_stride", "pretrained_backbone"}
+    allowed = {"output_stride", "pretrained_backbone", "align_corners"}
     if preset.atrous_rates:
         allowed.add("atrous_rates")
     if preset.backbone.startswith("resnet"):
@@ -157,11 +164,12 @@ def allowed_overrides(preset: Preset) -> set[str]:
         allowed.add("extra_blocks")
     if preset.backbone == "mobilenetv2":
         allowed.add("width_mult")
-    if preset.head in ("aspp_v3", "v3plus"):
-        allowed.add("image_pooling")
-    if preset.head == "v3plus":
-        allowed |= {"fuse_convs", "low_level_first"}
-    return allowed
+    return allowed | set(_variants(preset))
+
+
+def _variants(preset: Preset) -> dict[str, type]:
+    """The head's variant options (name -> type) for ``preset``."""
+    return {"aspp_v3": ASPP_VARIANTS, "v3plus": DECODER_VARIANTS}.get(preset.head, {})
 
 
 def resolve_config(name: str, num_classes: int = 21, **overrides: Any) -> dict[str, Any]:
@@ -190,11 +198,11 @@ def resolve_config(name: str, num_classes: int = 21, **overrides: Any) -> dict[s
         config["extra_blocks"] = int(overrides.get("extra_blocks", preset.extra_blocks))
     if preset.backbone == "mobilenetv2":
         config["width_mult"] = float(overrides.get("width_mult", 1.0))
-    if preset.head in ("aspp_v3", "v3plus") and "image_pooling" in overrides:
-        config["image_pooling"] = bool(overrides["image_pooling"])  # v3 Table 5 ablation
-    for key in ("fuse_convs", "low_level_first"):  # decoder variants of released v3+ models
+    for key, kind in _variants(preset).items():
         if key in overrides:
-            config[key] = overrides[key]
+            config[key] = kind(overrides[key])
+    if "align_corners" in overrides:  # of the final upsampling (and the decoder's)
+        config["align_corners"] = bool(overrides["align_corners"])
     return config
 
 
@@ -224,7 +232,7 @@ def build_model(name: str, num_classes: int = 21, **overrides: Any) -> DeepLab:
     preset = PRESETS[name]
     backbone = _backbone(preset, config)
     aux = FCNHead(backbone.aux_channels, num_classes) if config.get("aux") else None
-    model = DeepLab(backbone, _head(preset, config, backbone), aux)
+    model = DeepLab(backbone, _head(preset, config, backbone), aux, config.get("align_corners", False))
     model.meta = default_meta(name, config)
     if pretrained is not None:
         load_backbone_weights(model, pretrained)
@@ -252,10 +260,9 @@ def _head(preset: Preset, config: dict[str, Any], backbone: nn.Module) -> nn.Mod
         return largefov_head(channels, num_classes, config["atrous_rates"], preset.head_channels)
     if preset.head == "aspp_v2":
         return aspp_v2_head(channels, num_classes, config["atrous_rates"])
+    variants = {k: config[k] for k in _variants(preset) if k in config}
     if preset.head == "aspp_v3":
-        return DeepLabV3Head(
-            channels, num_classes, config["atrous_rates"], preset.head_channels, config.get("image_pooling", True)
-        )
+        return DeepLabV3Head(channels, num_classes, config["atrous_rates"], preset.head_channels, **variants)
     if preset.head == "v3plus":
         return DeepLabV3PlusHead(
             channels,
@@ -263,10 +270,8 @@ def _head(preset: Preset, config: dict[str, Any], backbone: nn.Module) -> nn.Mod
             num_classes,
             config["atrous_rates"],
             preset.head_channels,
-            separable=preset.separable_decoder,
-            image_pooling=config.get("image_pooling", True),
-            fuse_convs=int(config.get("fuse_convs", 2)),
-            low_level_first=bool(config.get("low_level_first", False)),
+            **{"separable": preset.separable_decoder, **variants},
+            align_corners=config.get("align_corners", False),
         )
     return CascadeHead(channels, num_classes)  # cascade: 1x1 to classes on block7
 
