@@ -57,3 +57,69 @@ class VainFModel(nn.Module):
     def forward(self, x):
         out = self.classifier(self.backbone(x))
         return F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class KazutoConvBN(nn.Sequential):
+    """kazuto1011's `_ConvBnReLU`: submodules `conv`, `bn` (and `relu`)."""
+
+    def __init__(self, cin, cout, kernel, stride=1, dilation=1, relu=True) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, stride, dilation * (kernel // 2), dilation, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        if relu:
+            self.relu = nn.ReLU()
+
+
+class KazutoBottleneck(nn.Module):
+    """The MSRA/Caffe bottleneck: the stride sits on the 1x1 `reduce` conv and on the `shortcut`."""
+
+    def __init__(self, cin, cout, stride, dilation, project) -> None:
+        super().__init__()
+        mid = cout // 4
+        self.reduce = KazutoConvBN(cin, mid, 1, stride)
+        self.conv3x3 = KazutoConvBN(mid, mid, 3, 1, dilation)
+        self.increase = KazutoConvBN(mid, cout, 1, relu=False)
+        self.shortcut = KazutoConvBN(cin, cout, 1, stride, relu=False) if project else nn.Identity()
+
+    def forward(self, x):
+        return F.relu(self.increase(self.conv3x3(self.reduce(x))) + self.shortcut(x))
+
+
+class KazutoDeepLabV2(nn.Module):
+    """kazuto1011/deeplab-pytorch DeepLabV2 (libs/models/deeplabv2.py) inside its MSC wrapper (`base.`
+    keys): stem with a ceil-mode max-pool, layer4/layer5 dilated 2/4 in every unit, ASPP-L of four
+    3x3 convs summed (`aspp.cK`) or, for v1, one 1x1 `fc`; logits at 1/8, which its code upsamples."""
+
+    def __init__(self, num_classes, blocks=(3, 4, 23, 3), v1=False) -> None:
+        super().__init__()
+        base = nn.Module()
+        base.layer1 = nn.Sequential()
+        base.layer1.add_module("conv1", KazutoConvBN(3, 64, 7, 2))
+        base.layer1.conv1.conv.padding = (3, 3)
+        base.layer1.add_module("pool", nn.MaxPool2d(3, 2, 1, ceil_mode=True))
+        cin = 64
+        for index, (n, cout, stride, dilation) in enumerate(
+            zip(blocks, (256, 512, 1024, 2048), (1, 2, 1, 1), (1, 1, 2, 4)), start=2
+        ):
+            layer = nn.Sequential()
+            for i in range(n):
+                unit = KazutoBottleneck(cin if i == 0 else cout, cout, stride if i == 0 else 1, dilation, i == 0)
+                layer.add_module(f"block{i + 1}", unit)
+            setattr(base, f"layer{index}", layer)
+            cin = cout
+        if v1:
+            base.fc = nn.Conv2d(2048, num_classes, 1)
+        else:
+            base.aspp = nn.Module()
+            for i, rate in enumerate((6, 12, 18, 24)):
+                base.aspp.add_module(f"c{i}", nn.Conv2d(2048, num_classes, 3, 1, rate, rate))
+        self.base = base
+
+    def forward(self, bgr_minus_mean):
+        b = self.base
+        x = bgr_minus_mean
+        for index in range(1, 6):
+            x = getattr(b, f"layer{index}")(x)
+        if hasattr(b, "fc"):
+            return b.fc(x)
+        return sum(conv(x) for conv in b.aspp.children())

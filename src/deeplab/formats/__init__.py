@@ -1,4 +1,5 @@
-"""Recognise a checkpoint's layout: ours, or a peer's (torchvision, VainF, segmentation_models_pytorch).
+"""Recognise a checkpoint's layout: ours, or a peer's (torchvision, VainF,
+segmentation_models_pytorch, kazuto1011/deeplab-pytorch).
 
 ``recognise(obj, path)`` takes what ``checkpoint.read_checkpoint`` returned and gives a ``Recognised``:
 the layout's name, our preset and build config that reproduce the peer's network, the state dict
@@ -14,7 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from deeplab.checkpoint import FORMAT, CheckpointError
-from deeplab.formats import smp, torchvision, vainf
+from deeplab.formats import kazuto, smp, torchvision, vainf
 from deeplab.formats.common import Recognised
 
 __all__ = ["Recognised", "recognise", "LAYOUTS"]
@@ -23,6 +24,7 @@ LAYOUTS: dict[str, ModuleType] = {  # tried in this order
     "VainF/DeepLabV3Plus-Pytorch": vainf,
     "segmentation_models_pytorch": smp,
     "torchvision DeepLabV3": torchvision,
+    "kazuto1011/deeplab-pytorch": kazuto,
 }
 
 

@@ -136,7 +136,7 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
-RESNET_OVERRIDES = {"multi_grid", "aux", "torchvision_dilation"}
+RESNET_OVERRIDES = {"multi_grid", "aux", "torchvision_dilation", "stride_in_1x1", "stem_ceil_mode"}
 
 # Architecture variants of released models, as build options (stored in the config only when given).
 # ASPP heads: image_pooling (v3 Table 5 ablation), aspp_separable / separable_bn (separable branches
@@ -194,6 +194,9 @@ def resolve_config(name: str, num_classes: int = 21, **overrides: Any) -> dict[s
         config["multi_grid"] = None if multi_grid is None else _rates("multi_grid", multi_grid, length=3)
         config["aux"] = bool(overrides.get("aux", False))
         config["torchvision_dilation"] = bool(overrides.get("torchvision_dilation", False))
+        for key in ("stride_in_1x1", "stem_ceil_mode"):  # the Caffe ResNet of the v2 release
+            if key in overrides:
+                config[key] = bool(overrides[key])
     if preset.head == "cascade":
         config["extra_blocks"] = int(overrides.get("extra_blocks", preset.extra_blocks))
     if preset.backbone == "mobilenetv2":
@@ -251,6 +254,8 @@ def _backbone(preset: Preset, config: dict[str, Any]) -> nn.Module:
         config["multi_grid"],
         config.get("extra_blocks", 0),
         config["torchvision_dilation"],
+        config.get("stride_in_1x1", False),
+        config.get("stem_ceil_mode", False),
     )
 
 

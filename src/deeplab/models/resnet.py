@@ -4,7 +4,9 @@ State-dict keys are torchvision's ``resnet50``/``resnet101`` keys without ``fc``
 ``layer1``..``layer4``, each unit ``N.conv1/bn1/conv2/bn2/conv3/bn3`` and ``N.downsample.0/1``, so an
 ImageNet checkpoint loads as is. The copies of block4 of DeepLab v3 "going deeper" (Sec. 3.2) are
 ``layer5``..``layer7`` with the same inner layout. The stride of a stage sits on its first unit's
-3x3 conv (torchvision's "v1.5" layout).
+3x3 conv (torchvision's "v1.5" layout); ``stride_in_1x1=True`` puts it on the 1x1 reduce conv and
+the projection instead, and ``stem_ceil_mode=True`` rounds the stem's max-pool output up: the
+original MSRA/Caffe ResNet of the DeepLab v2 release (kazuto1011/deeplab-pytorch's conversion).
 
 Atrous convolution (v2 Sec. 3.1, v3 Sec. 3.1): a stage whose stride would take the feature map
 below 1/output_stride keeps stride 1 and multiplies the atrous rate by that stride instead, so an
@@ -29,12 +31,15 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1) -> None:
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1, stride_in_1x1: bool = False
+    ) -> None:
         super().__init__()
         out = planes * self.expansion
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, stride_1x1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, padding=dilation, dilation=dilation, bias=False)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride_3x3, padding=dilation, dilation=dilation, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out)
@@ -62,6 +67,8 @@ class ResNet(nn.Module):
         multi_grid: tuple[int, ...] | None = None,
         extra_blocks: int = 0,
         torchvision_dilation: bool = False,
+        stride_in_1x1: bool = False,
+        stem_ceil_mode: bool = False,
     ) -> None:
         super().__init__()
         plan = AtrousPlan(output_stride, current_stride=4)  # the stem has stride 4
@@ -75,7 +82,7 @@ class ResNet(nn.Module):
         self.conv1 = nn.Conv2d(3, 64, 7, 2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, padding=1)
+        self.maxpool = nn.MaxPool2d(3, 2, padding=1, ceil_mode=stem_ceil_mode)
         units = DEPTHS[depth] + (3,) * extra_blocks
         planes = (64, 128, 256, 512) + (512,) * extra_blocks
         self.num_stages = len(units)
@@ -91,7 +98,7 @@ class ResNet(nn.Module):
             name = f"layer{index + 1}"
             self.unit_rates[name] = rates
             blocks = [
-                Bottleneck(inplanes if i == 0 else width * 4, width, stride if i == 0 else 1, r)
+                Bottleneck(inplanes if i == 0 else width * 4, width, stride if i == 0 else 1, r, stride_in_1x1)
                 for i, r in enumerate(rates)
             ]
             setattr(self, name, nn.Sequential(*blocks))
