@@ -13,9 +13,9 @@ from torch import nn
 class VainFV3Head(nn.Module):
     """VainF's DeepLabHead: `classifier` = Sequential(ASPP, 3x3 conv, BN, ReLU, 1x1 to classes)."""
 
-    def __init__(self, tv, num_classes: int, rates=(6, 12, 18)) -> None:
+    def __init__(self, tv, num_classes: int, rates=(6, 12, 18), channels=2048, low_channels=256) -> None:
         super().__init__()
-        self.classifier = tv.models.segmentation.deeplabv3.DeepLabHead(2048, num_classes, list(rates))
+        self.classifier = tv.models.segmentation.deeplabv3.DeepLabHead(channels, num_classes, list(rates))
 
     def forward(self, feature):
         return self.classifier(feature["out"])
@@ -24,10 +24,10 @@ class VainFV3Head(nn.Module):
 class VainFV3PlusHead(nn.Module):
     """VainF's DeepLabHeadV3Plus: 48-channel `project`, `aspp`, one 3x3 conv; [low-level, ASPP] order."""
 
-    def __init__(self, tv, num_classes: int, rates=(6, 12, 18)) -> None:
+    def __init__(self, tv, num_classes: int, rates=(6, 12, 18), channels=2048, low_channels=256) -> None:
         super().__init__()
-        self.project = nn.Sequential(nn.Conv2d(256, 48, 1, bias=False), nn.BatchNorm2d(48), nn.ReLU(inplace=True))
-        self.aspp = tv.models.segmentation.deeplabv3.ASPP(2048, list(rates))
+        self.project = nn.Sequential(nn.Conv2d(low_channels, 48, 1, bias=False), nn.BatchNorm2d(48), nn.ReLU(True))
+        self.aspp = tv.models.segmentation.deeplabv3.ASPP(channels, list(rates))
         self.classifier = nn.Sequential(
             nn.Conv2d(304, 256, 3, padding=1, bias=False),
             nn.BatchNorm2d(256),
@@ -44,19 +44,78 @@ class VainFV3PlusHead(nn.Module):
 class VainFModel(nn.Module):
     """VainF's DeepLabV3 wrapper (also used for v3+): backbone features -> head -> input size."""
 
-    def __init__(self, tv, kind: str, depth: int, num_classes: int, output_stride: int = 16) -> None:
+    def __init__(self, tv, kind: str, depth, num_classes: int, output_stride: int = 16) -> None:
         super().__init__()
-        dilation = [False, True, True] if output_stride == 8 else [False, False, True]
         rates = (12, 24, 36) if output_stride == 8 else (6, 12, 18)
+        head = VainFV3PlusHead if kind == "v3plus" else VainFV3Head
+        if depth == "mobilenetv2":
+            self.backbone = VainFMobileNetV2(output_stride)
+            self.classifier = head(tv, num_classes, rates, 320, 24)
+            return
+        dilation = [False, True, True] if output_stride == 8 else [False, False, True]
         resnet = getattr(tv.models, f"resnet{depth}")(weights=None, replace_stride_with_dilation=dilation)
         layers = {"layer4": "out", "layer1": "low_level"} if kind == "v3plus" else {"layer4": "out"}
         self.backbone = tv.models._utils.IntermediateLayerGetter(resnet, return_layers=layers)
-        head = VainFV3PlusHead if kind == "v3plus" else VainFV3Head
         self.classifier = head(tv, num_classes, rates)
 
     def forward(self, x):
         out = self.classifier(self.backbone(x))
         return F.interpolate(out, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def vainf_conv_bn_relu6(cin, cout, kernel=3, stride=1, dilation=1, groups=1):
+    """VainF's ConvBNReLU: no padding in the conv itself."""
+    conv = nn.Conv2d(cin, cout, kernel, stride, 0, dilation=dilation, groups=groups, bias=False)
+    return nn.Sequential(conv, nn.BatchNorm2d(cout), nn.ReLU6(inplace=True))
+
+
+class VainFInvertedResidual(nn.Module):
+    """VainF's block: the input is zero-padded by the dilation before the whole block (expansion too)."""
+
+    def __init__(self, inp, oup, stride, dilation, expand_ratio) -> None:
+        super().__init__()
+        hidden = int(round(inp * expand_ratio))
+        layers = [] if expand_ratio == 1 else [vainf_conv_bn_relu6(inp, hidden, 1)]
+        layers += [
+            vainf_conv_bn_relu6(hidden, hidden, 3, stride, dilation, hidden),
+            nn.Conv2d(hidden, oup, 1, bias=False),
+            nn.BatchNorm2d(oup),
+        ]
+        self.conv = nn.Sequential(*layers)
+        self.pad, self.residual = dilation, stride == 1 and inp == oup
+
+    def forward(self, x):
+        y = self.conv(F.pad(x, (self.pad,) * 4))
+        return x + y if self.residual else y
+
+
+class VainFMobileNetV2(nn.Module):
+    """VainF's MobileNetV2 as its _segm_mobilenet uses it: `low_level_features` (features 0-3, with an
+    unpadded stem conv) and `high_level_features` (features 4-17); first unit of a dilated stage keeps
+    the previous dilation."""
+
+    def __init__(self, output_stride=16) -> None:
+        super().__init__()
+        settings = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2))
+        features = [vainf_conv_bn_relu6(3, 32, 3, 2)]
+        current, dilation, cin = 2, 1, 32
+        for t, c, n, s in (*settings, (6, 320, 1, 1)):
+            previous = dilation
+            if current == output_stride:
+                stride, dilation = 1, dilation * s
+            else:
+                stride, current = s, current * s
+            for i in range(n):
+                features.append(
+                    VainFInvertedResidual(cin, c, stride if i == 0 else 1, previous if i == 0 else dilation, t)
+                )
+                cin = c
+        self.low_level_features = nn.Sequential(*features[:4])
+        self.high_level_features = nn.Sequential(*features[4:])
+
+    def forward(self, x):
+        low = self.low_level_features(x)
+        return {"low_level": low, "out": self.high_level_features(low)}
 
 
 class KazutoConvBN(nn.Sequential):

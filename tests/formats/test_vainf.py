@@ -7,8 +7,11 @@ from deeplab.apps.cli import main
 from deeplab.checkpoint import CheckpointError
 from tv import randomise_batchnorm
 
+CASES = [("v3", 50, 16), ("v3plus", 50, 16), ("v3plus", 101, 8)]
+CASES += [("v3", "mobilenetv2", 16), ("v3plus", "mobilenetv2", 16), ("v3plus", "mobilenetv2", 8)]
 
-@pytest.mark.parametrize("kind, depth, output_stride", [("v3", 50, 16), ("v3plus", 50, 16), ("v3plus", 101, 8)])
+
+@pytest.mark.parametrize("kind, depth, output_stride", CASES)
 def test_vainf_checkpoints_give_vainfs_logits(tmp_path, tv, kind, depth, output_stride):
     from peers import VainFModel
 
@@ -28,6 +31,6 @@ def test_vainf_checkpoints_give_vainfs_logits(tmp_path, tv, kind, depth, output_
 
 
 def test_an_unknown_vainf_model_is_a_one_line_error(tmp_path):
-    torch.save({"model_state": {"backbone.high_level_features.0.weight": torch.zeros(1)}}, tmp_path / "m.pth")
-    with pytest.raises(CheckpointError, match=r"m\.pth: a VainF MobileNetV2 checkpoint"):
+    torch.save({"model_state": {"backbone.features.0.weight": torch.zeros(1)}}, tmp_path / "m.pth")
+    with pytest.raises(CheckpointError, match=r"m\.pth: a VainF checkpoint \('model_state'\) of an unknown model"):
         load_model(tmp_path / "m.pth")

@@ -6,11 +6,16 @@ load as is; torchvision's final 1x1 conv to 1280 channels (``features.18``) and 
 not part of the segmentation backbone and are skipped. Output stride 8/16/32: a layer whose stride
 would go below 1/output_stride keeps stride 1 at the current rate and multiplies the rate of the
 layers after it (the rule of the DeepLab TF reference code), so H x W gives ceil(H/os) x ceil(W/os).
+
+``pad_block_input=True`` is VainF/DeepLabV3Plus-Pytorch's padding: each inverted residual zero-pads its
+input (by the depthwise conv's rate) before the 1x1 expansion instead of padding the depthwise conv,
+and the stem conv has no padding.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from deeplab.models._utils import AtrousPlan, init_weights
@@ -39,13 +44,24 @@ class InvertedResidual(nn.Module):
     """1x1 expand, 3x3 depthwise (strided or atrous), 1x1 linear projection; identity when shapes match."""
 
     def __init__(
-        self, inp: int, oup: int, stride: int, expand_ratio: int, rate: int = 1, residual: bool = False
+        self,
+        inp: int,
+        oup: int,
+        stride: int,
+        expand_ratio: int,
+        rate: int = 1,
+        residual: bool = False,
+        pad_input: bool = False,
     ) -> None:
         super().__init__()
         hidden = int(round(inp * expand_ratio))
         layers: list[nn.Module] = [] if expand_ratio == 1 else [conv_bn_relu6(inp, hidden)]
+        depthwise = conv_bn_relu6(hidden, hidden, 3, stride, rate, groups=hidden)
+        self.input_padding = (rate,) * 4 if pad_input else None
+        if pad_input:
+            depthwise[0].padding = (0, 0)
         layers += [
-            conv_bn_relu6(hidden, hidden, 3, stride, rate, groups=hidden),
+            depthwise,
             nn.Conv2d(hidden, oup, 1, bias=False),
             nn.BatchNorm2d(oup),
         ]
@@ -53,7 +69,8 @@ class InvertedResidual(nn.Module):
         self.use_res_connect = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+        y = self.conv(x if self.input_padding is None else F.pad(x, self.input_padding))
+        return x + y if self.use_res_connect else y
 
 
 class MobileNetV2(nn.Module):
@@ -61,7 +78,7 @@ class MobileNetV2(nn.Module):
 
     pretrained_ignore = ("classifier.", "features.18.")
 
-    def __init__(self, output_stride: int = 16, width_mult: float = 1.0) -> None:
+    def __init__(self, output_stride: int = 16, width_mult: float = 1.0, pad_block_input: bool = False) -> None:
         super().__init__()
         plan = AtrousPlan(output_stride, current_stride=2)  # after the stride-2 stem
         if not width_mult > 0:
@@ -69,6 +86,8 @@ class MobileNetV2(nn.Module):
         self.output_stride = output_stride
         in_channels = make_divisible(32 * width_mult)
         layers: list[nn.Module] = [conv_bn_relu6(3, in_channels, 3, 2)]
+        if pad_block_input:
+            layers[0][0].padding = (0, 0)
         self.rates: list[int] = [1]
         for t, c, n, s in SETTINGS:
             out_channels = make_divisible(c * width_mult)
@@ -76,7 +95,8 @@ class MobileNetV2(nn.Module):
                 layer_rate = plan.rate  # a layer that turns atrous keeps the current rate itself
                 stride, _ = plan.step(s if i == 0 else 1)
                 residual = i > 0 and in_channels == out_channels
-                layers.append(InvertedResidual(in_channels, out_channels, stride, t, layer_rate, residual))
+                unit = InvertedResidual(in_channels, out_channels, stride, t, layer_rate, residual, pad_block_input)
+                layers.append(unit)
                 self.rates.append(layer_rate)
                 in_channels = out_channels
         self.features = nn.Sequential(*layers)

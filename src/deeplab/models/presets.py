@@ -163,7 +163,9 @@ def allowed_overrides(preset: Preset) -> set[str]:
     if preset.head == "cascade":
         allowed.add("extra_blocks")
     if preset.backbone == "mobilenetv2":
-        allowed.add("width_mult")
+        allowed |= {"width_mult", "pad_block_input"}
+    if preset.head in ("aspp_v3", "v3plus"):
+        allowed.add("head_channels")
     return allowed | set(_variants(preset))
 
 
@@ -201,6 +203,10 @@ def resolve_config(name: str, num_classes: int = 21, **overrides: Any) -> dict[s
         config["extra_blocks"] = int(overrides.get("extra_blocks", preset.extra_blocks))
     if preset.backbone == "mobilenetv2":
         config["width_mult"] = float(overrides.get("width_mult", 1.0))
+        if "pad_block_input" in overrides:  # VainF's MobileNetV2 padding
+            config["pad_block_input"] = bool(overrides["pad_block_input"])
+    if "head_channels" in overrides:  # ASPP / decoder width (VainF's MobileNet models: 256)
+        config["head_channels"] = int(overrides["head_channels"])
     for key, kind in _variants(preset).items():
         if key in overrides:
             config[key] = kind(overrides[key])
@@ -246,7 +252,7 @@ def _backbone(preset: Preset, config: dict[str, Any]) -> nn.Module:
     if preset.backbone == "vgg16":
         return VGG16(config["output_stride"], pool5a=preset.pool5a)
     if preset.backbone == "mobilenetv2":
-        return MobileNetV2(config["output_stride"], config["width_mult"])
+        return MobileNetV2(config["output_stride"], config["width_mult"], config.get("pad_block_input", False))
     depth = int(preset.backbone.removeprefix("resnet"))
     return ResNet(
         depth,
@@ -261,20 +267,21 @@ def _backbone(preset: Preset, config: dict[str, Any]) -> nn.Module:
 
 def _head(preset: Preset, config: dict[str, Any], backbone: nn.Module) -> nn.Module:
     num_classes, channels = config["num_classes"], backbone.out_channels
+    head_channels = config.get("head_channels", preset.head_channels)
     if preset.head == "largefov":
         return largefov_head(channels, num_classes, config["atrous_rates"], preset.head_channels)
     if preset.head == "aspp_v2":
         return aspp_v2_head(channels, num_classes, config["atrous_rates"])
     variants = {k: config[k] for k in _variants(preset) if k in config}
     if preset.head == "aspp_v3":
-        return DeepLabV3Head(channels, num_classes, config["atrous_rates"], preset.head_channels, **variants)
+        return DeepLabV3Head(channels, num_classes, config["atrous_rates"], head_channels, **variants)
     if preset.head == "v3plus":
         return DeepLabV3PlusHead(
             channels,
             backbone.low_level_channels,
             num_classes,
             config["atrous_rates"],
-            preset.head_channels,
+            head_channels,
             **{"separable": preset.separable_decoder, **variants},
             align_corners=config.get("align_corners", False),
         )
