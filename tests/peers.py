@@ -182,3 +182,100 @@ class KazutoDeepLabV2(nn.Module):
         if hasattr(b, "fc"):
             return b.fc(x)
         return sum(conv(x) for conv in b.aspp.children())
+
+
+class MMConv(nn.Module):
+    """mmcv's ConvModule with BN and ReLU: submodules `conv` (no bias) and `bn`."""
+
+    def __init__(self, cin, cout, kernel, dilation=1, groups=1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, 1, dilation * (kernel // 2), dilation, groups, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+
+class MMSeparable(nn.Module):
+    """mmcv's DepthwiseSeparableConvModule: `depthwise_conv` and `pointwise_conv`, each conv + BN + ReLU."""
+
+    def __init__(self, cin, cout, dilation=1) -> None:
+        super().__init__()
+        self.depthwise_conv = MMConv(cin, cin, 3, dilation, groups=cin)
+        self.pointwise_conv = MMConv(cin, cout, 1)
+
+    def forward(self, x):
+        return self.pointwise_conv(self.depthwise_conv(x))
+
+
+class MMSegHead(nn.Module):
+    """mmseg's ASPPHead (v3) / DepthwiseSeparableASPPHead (v3+): image pool first in the concatenation,
+    a 3x3 `bottleneck` on it (no 1x1 projection); v3+ adds `c1_bottleneck` and two `sep_bottleneck`s."""
+
+    def __init__(self, plus, num_classes, channels=512, rates=(12, 24, 36)) -> None:
+        super().__init__()
+        self.plus = plus
+        self.image_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), MMConv(2048, channels, 1))
+        branches = [MMConv(2048, channels, 1)]
+        branches += [MMSeparable(2048, channels, r) if plus else MMConv(2048, channels, 3, r) for r in rates]
+        self.aspp_modules = nn.ModuleList(branches)
+        cat = (len(rates) + 2) * channels
+        self.bottleneck = MMSeparable(cat, channels) if plus else MMConv(cat, channels, 3)
+        if plus:
+            self.c1_bottleneck = MMConv(256, 48, 1)
+            self.sep_bottleneck = nn.Sequential(MMSeparable(channels + 48, channels), MMSeparable(channels, channels))
+        self.conv_seg = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, inputs):
+        x = inputs[3]
+        pool = F.interpolate(self.image_pool(x), size=x.shape[2:], mode="bilinear", align_corners=False)
+        out = self.bottleneck(torch.cat([pool] + [m(x) for m in self.aspp_modules], dim=1))
+        if self.plus:
+            c1 = self.c1_bottleneck(inputs[0])
+            out = F.interpolate(out, size=c1.shape[2:], mode="bilinear", align_corners=False)
+            out = self.sep_bottleneck(torch.cat([out, c1], dim=1))
+        return self.conv_seg(out)
+
+
+class MMSegAuxHead(nn.Module):
+    """mmseg's FCNHead as the auxiliary head on layer3 (one 3x3 conv, 256 channels)."""
+
+    def __init__(self, num_classes) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(MMConv(1024, 256, 3))
+        self.conv_seg = nn.Conv2d(256, num_classes, 1)
+
+    def forward(self, inputs):
+        return self.conv_seg(self.convs(inputs[2]))
+
+
+class MMSegDeepLab(nn.Module):
+    """mmseg's EncoderDecoder with ResNetV1c-d8 (deep stem; torchvision's ResNet layers with its
+    contract_dilation convention) and the heads above; logits resized to the input."""
+
+    def __init__(self, tv, plus, depth, num_classes, aux=False) -> None:
+        super().__init__()
+        resnet = getattr(tv.models, f"resnet{depth}")(weights=None, replace_stride_with_dilation=[False, True, True])
+        stem = [nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU()]
+        stem += [nn.Conv2d(32, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU()]
+        stem += [nn.Conv2d(32, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU()]
+        self.backbone = nn.Module()
+        self.backbone.stem = nn.Sequential(*stem)
+        self.backbone.maxpool = nn.MaxPool2d(3, 2, 1)
+        for name in ("layer1", "layer2", "layer3", "layer4"):
+            setattr(self.backbone, name, getattr(resnet, name))
+        self.decode_head = MMSegHead(plus, num_classes)
+        self.auxiliary_head = MMSegAuxHead(num_classes) if aux else None
+
+    def forward(self, x):
+        b = self.backbone
+        y = b.maxpool(b.stem(x))
+        outs = []
+        for name in ("layer1", "layer2", "layer3", "layer4"):
+            y = getattr(b, name)(y)
+            outs.append(y)
+        logits = F.interpolate(self.decode_head(outs), size=x.shape[2:], mode="bilinear", align_corners=False)
+        if self.auxiliary_head is None:
+            return logits
+        aux = F.interpolate(self.auxiliary_head(outs), size=x.shape[2:], mode="bilinear", align_corners=False)
+        return {"out": logits, "aux": aux}

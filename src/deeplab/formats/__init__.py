@@ -1,5 +1,5 @@
 """Recognise a checkpoint's layout: ours, or a peer's (torchvision, VainF,
-segmentation_models_pytorch, kazuto1011/deeplab-pytorch).
+segmentation_models_pytorch, kazuto1011/deeplab-pytorch, mmsegmentation).
 
 ``recognise(obj, path)`` takes what ``checkpoint.read_checkpoint`` returned and gives a ``Recognised``:
 the layout's name, our preset and build config that reproduce the peer's network, the state dict
@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from deeplab.checkpoint import FORMAT, CheckpointError
-from deeplab.formats import kazuto, smp, torchvision, vainf
+from deeplab.formats import kazuto, mmseg, smp, torchvision, vainf
 from deeplab.formats.common import Recognised
 
 __all__ = ["Recognised", "recognise", "LAYOUTS"]
@@ -25,6 +25,7 @@ LAYOUTS: dict[str, ModuleType] = {  # tried in this order
     "segmentation_models_pytorch": smp,
     "torchvision DeepLabV3": torchvision,
     "kazuto1011/deeplab-pytorch": kazuto,
+    "mmsegmentation": mmseg,
 }
 
 

@@ -26,7 +26,9 @@ class DeepLabV3PlusHead(nn.Module):
       ``low_level_first=True`` (concatenate [low-level, ASPP]);
     - segmentation_models_pytorch: ``aspp_separable=True`` (separable ASPP branches),
       ``aspp_conv=True`` (a separable 3x3 conv after ASPP), ``separable_bn=False`` (no BN between
-      depthwise and pointwise), ``fuse_convs=1`` and ``align_corners=True`` for the upsampling.
+      depthwise and pointwise), ``fuse_convs=1`` and ``align_corners=True`` for the upsampling;
+    - mmsegmentation: ``aspp_projection=False`` with ``aspp_conv=True`` (a separable 3x3 conv on
+      the concatenated branches), ``pooling_first=True``, separable ASPP branches, 512 channels.
     """
 
     def __init__(
@@ -45,17 +47,28 @@ class DeepLabV3PlusHead(nn.Module):
         aspp_conv: bool = False,
         separable_bn: bool = True,
         align_corners: bool = False,
+        aspp_projection: bool = True,
+        pooling_first: bool = False,
     ) -> None:
         super().__init__()
         if fuse_convs not in (1, 2):
             raise ValueError(f"fuse_convs must be 1 or 2, got {fuse_convs!r}")
         self.low_level_first, self.align_corners = low_level_first, align_corners
-        self.aspp = ASPP(in_channels, atrous_rates, channels, image_pooling, aspp_separable, separable_bn)
+        self.aspp = ASPP(
+            in_channels,
+            atrous_rates,
+            channels,
+            image_pooling,
+            aspp_separable,
+            separable_bn,
+            aspp_projection,
+            pooling_first,
+        )
 
         def block(cin: int, cout: int) -> list[nn.Module]:
             return separable_conv_bn_relu(cin, cout, 3, 1, separable_bn) if separable else conv_bn_relu(cin, cout, 3)
 
-        self.aspp_conv = nn.Sequential(*block(channels, channels)) if aspp_conv else None
+        self.aspp_conv = nn.Sequential(*block(self.aspp.out_channels, channels)) if aspp_conv else None
         self.reduce = nn.Sequential(*conv_bn_relu(low_level_channels, low_level_reduced))
         layers = block(channels + low_level_reduced, channels)
         if fuse_convs == 2:

@@ -120,7 +120,9 @@ class ASPP(nn.Module):
     """v3 ASPP: 1x1 + one 3x3 per atrous rate + image pooling, each with BN, concatenated, 1x1 projection.
 
     ``separable`` makes the 3x3 branches atrous separable convs (v3+ Sec. 3.2) in the style
-    ``separable_bn`` picks (see ``separable_conv_bn_relu``)."""
+    ``separable_bn`` picks (see ``separable_conv_bn_relu``). mmsegmentation's variant: ``projection=False``
+    (the concatenation is the output, ``out_channels`` = branches x channels; its heads follow with a
+    3x3 conv) and ``pooling_first=True`` (the image-pooling branch first in the concatenation)."""
 
     def __init__(
         self,
@@ -130,8 +132,11 @@ class ASPP(nn.Module):
         image_pooling: bool = True,
         separable: bool = False,
         separable_bn: bool = True,
+        projection: bool = True,
+        pooling_first: bool = False,
     ) -> None:
         super().__init__()
+        self.pooling_first = pooling_first and image_pooling
         branches = [nn.Sequential(*conv_bn_relu(in_channels, out_channels))]
         for r in atrous_rates:
             if separable:
@@ -142,10 +147,17 @@ class ASPP(nn.Module):
         if image_pooling:  # v3 Table 5 measures the head with and without it
             branches.append(ASPPPooling(in_channels, out_channels))
         self.convs = nn.ModuleList(branches)
-        self.project = nn.Sequential(*conv_bn_relu(len(branches) * out_channels, out_channels), nn.Dropout(0.5))
+        self.out_channels = out_channels if projection else len(branches) * out_channels
+        self.project = None
+        if projection:
+            self.project = nn.Sequential(*conv_bn_relu(len(branches) * out_channels, out_channels), nn.Dropout(0.5))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.project(torch.cat([branch(x) for branch in self.convs], dim=1))
+        outs = [branch(x) for branch in self.convs]
+        if self.pooling_first:
+            outs.insert(0, outs.pop())
+        x = torch.cat(outs, dim=1)
+        return x if self.project is None else self.project(x)
 
 
 class DeepLabV3Head(nn.Sequential):
@@ -160,10 +172,22 @@ class DeepLabV3Head(nn.Sequential):
         image_pooling: bool = True,
         aspp_separable: bool = False,
         separable_bn: bool = True,
+        aspp_projection: bool = True,
+        pooling_first: bool = False,
     ) -> None:
+        aspp = ASPP(
+            in_channels,
+            atrous_rates,
+            channels,
+            image_pooling,
+            aspp_separable,
+            separable_bn,
+            aspp_projection,
+            pooling_first,
+        )
         super().__init__(
-            ASPP(in_channels, atrous_rates, channels, image_pooling, aspp_separable, separable_bn),
-            *conv_bn_relu(channels, channels, 3),
+            aspp,
+            *conv_bn_relu(aspp.out_channels, channels, 3),
             classifier_conv(channels, num_classes),
         )
 

@@ -136,13 +136,19 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
-RESNET_OVERRIDES = {"multi_grid", "aux", "torchvision_dilation", "stride_in_1x1", "stem_ceil_mode"}
+RESNET_OVERRIDES = {"multi_grid", "aux", "torchvision_dilation", "stride_in_1x1", "stem_ceil_mode", "deep_stem"}
 
 # Architecture variants of released models, as build options (stored in the config only when given).
 # ASPP heads: image_pooling (v3 Table 5 ablation), aspp_separable / separable_bn (separable branches
-# in the paper's or segmentation_models_pytorch's style). v3+ decoder: also separable (its 3x3 convs),
+# in the paper's or segmentation_models_pytorch's style), aspp_projection / pooling_first (mmseg). v3+ decoder: also separable (its 3x3 convs),
 # fuse_convs, low_level_first, aspp_conv (see decoder.DeepLabV3PlusHead).
-ASPP_VARIANTS = {"image_pooling": bool, "aspp_separable": bool, "separable_bn": bool}
+ASPP_VARIANTS = {
+    "image_pooling": bool,
+    "aspp_separable": bool,
+    "separable_bn": bool,
+    "aspp_projection": bool,
+    "pooling_first": bool,
+}
 DECODER_VARIANTS = {**ASPP_VARIANTS, "separable": bool, "fuse_convs": int, "low_level_first": bool, "aspp_conv": bool}
 
 
@@ -196,7 +202,7 @@ def resolve_config(name: str, num_classes: int = 21, **overrides: Any) -> dict[s
         config["multi_grid"] = None if multi_grid is None else _rates("multi_grid", multi_grid, length=3)
         config["aux"] = bool(overrides.get("aux", False))
         config["torchvision_dilation"] = bool(overrides.get("torchvision_dilation", False))
-        for key in ("stride_in_1x1", "stem_ceil_mode"):  # the Caffe ResNet of the v2 release
+        for key in ("stride_in_1x1", "stem_ceil_mode", "deep_stem"):  # Caffe ResNet (v2 release), ResNetV1c
             if key in overrides:
                 config[key] = bool(overrides[key])
     if preset.head == "cascade":
@@ -262,6 +268,7 @@ def _backbone(preset: Preset, config: dict[str, Any]) -> nn.Module:
         config["torchvision_dilation"],
         config.get("stride_in_1x1", False),
         config.get("stem_ceil_mode", False),
+        config.get("deep_stem", False),
     )
 
 

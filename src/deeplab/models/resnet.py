@@ -7,6 +7,8 @@ ImageNet checkpoint loads as is. The copies of block4 of DeepLab v3 "going deepe
 3x3 conv (torchvision's "v1.5" layout); ``stride_in_1x1=True`` puts it on the 1x1 reduce conv and
 the projection instead, and ``stem_ceil_mode=True`` rounds the stem's max-pool output up: the
 original MSRA/Caffe ResNet of the DeepLab v2 release (kazuto1011/deeplab-pytorch's conversion).
+``deep_stem=True`` replaces the 7x7 stem conv by three 3x3 convs (32, 32, 64 channels; keys
+``stem.{0,1,3,4,6,7}``): the "ResNetV1c" of mmsegmentation.
 
 Atrous convolution (v2 Sec. 3.1, v3 Sec. 3.1): a stage whose stride would take the feature map
 below 1/output_stride keeps stride 1 and multiplies the atrous rate by that stride instead, so an
@@ -69,6 +71,7 @@ class ResNet(nn.Module):
         torchvision_dilation: bool = False,
         stride_in_1x1: bool = False,
         stem_ceil_mode: bool = False,
+        deep_stem: bool = False,
     ) -> None:
         super().__init__()
         plan = AtrousPlan(output_stride, current_stride=4)  # the stem has stride 4
@@ -79,9 +82,16 @@ class ResNet(nn.Module):
         if extra_blocks < 0:
             raise ValueError(f"extra_blocks must be >= 0, got {extra_blocks!r}")
         self.output_stride = output_stride
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
+        if deep_stem:
+            stem = [nn.Conv2d(3, 32, 3, 2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True)]
+            stem += [nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True)]
+            stem += [nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)]
+            self.stem = nn.Sequential(*stem)
+        else:
+            self.stem = None
+            self.conv1 = nn.Conv2d(3, 64, 7, 2, padding=3, bias=False)
+            self.bn1 = nn.BatchNorm2d(64)
+            self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, padding=1, ceil_mode=stem_ceil_mode)
         units = DEPTHS[depth] + (3,) * extra_blocks
         planes = (64, 128, 256, 512) + (512,) * extra_blocks
@@ -107,7 +117,8 @@ class ResNet(nn.Module):
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.relu(self.bn1(self.conv1(x))) if self.stem is None else self.stem(x)
+        x = self.maxpool(x)
         features = {}
         for index in range(1, self.num_stages + 1):
             x = getattr(self, f"layer{index}")(x)
