@@ -1,8 +1,10 @@
 """Reimplementations of peers' DeepLab models, built from torchvision parts, for parity tests.
 
-VainF/DeepLabV3Plus-Pytorch (network/_deeplab.py, network/modeling.py): an IntermediateLayerGetter
-over torchvision's ResNet with replace_stride_with_dilation, heads whose keys are `classifier.*`,
-logits upsampled bilinearly (align_corners=False) to the input size.
+Each is written from reading the peer's model code (named in its docstring), with the peer's own
+state-dict key names, so that a state dict of random weights stands for a released checkpoint:
+- VainF/DeepLabV3Plus-Pytorch (network/_deeplab.py, network/modeling.py, backbone/mobilenetv2.py);
+- kazuto1011/deeplab-pytorch (libs/models/resnet.py, deeplabv2.py, msc.py): the authors' Caffe v2;
+- mmsegmentation (decode_heads/aspp_head.py, sep_aspp_head.py, backbones/resnet.py: ResNetV1c).
 """
 
 import torch
@@ -142,6 +144,16 @@ class KazutoBottleneck(nn.Module):
 
     def forward(self, x):
         return F.relu(self.increase(self.conv3x3(self.reduce(x))) + self.shortcut(x))
+
+
+def kazuto_input(rgb: torch.Tensor) -> torch.Tensor:
+    """What its data loader feeds the network: BGR, 0-255, minus its mean, no std."""
+    mean = torch.tensor([104.008, 116.669, 122.675]).view(1, 3, 1, 1)
+    return rgb.flip(1) * 255 - mean
+
+
+def our_input(rgb: torch.Tensor, meta) -> torch.Tensor:
+    return (rgb - torch.tensor(meta.mean).view(1, 3, 1, 1)) / torch.tensor(meta.std).view(1, 3, 1, 1)
 
 
 class KazutoDeepLabV2(nn.Module):

@@ -8,18 +8,8 @@ from click.testing import CliRunner
 
 from deeplab import load_model
 from deeplab.apps.cli import main
-from peers import KazutoDeepLabV2
+from peers import KazutoDeepLabV2, kazuto_input, our_input
 from tv import randomise_batchnorm
-
-
-def kazuto_input(rgb: torch.Tensor) -> torch.Tensor:
-    """What its data loader feeds the network: BGR, 0-255, minus its mean, no std."""
-    mean = torch.tensor([104.008, 116.669, 122.675]).view(1, 3, 1, 1)
-    return rgb.flip(1) * 255 - mean
-
-
-def our_input(rgb: torch.Tensor, meta) -> torch.Tensor:
-    return (rgb - torch.tensor(meta.mean).view(1, 3, 1, 1)) / torch.tensor(meta.std).view(1, 3, 1, 1)
 
 
 @pytest.mark.parametrize("msc, v1, size", [(True, False, (65, 81)), (False, False, (64, 96)), (False, True, (57, 50))])

@@ -5,20 +5,22 @@ segmentation_models_pytorch, kazuto1011/deeplab-pytorch, mmsegmentation).
 the layout's name, our preset and build config that reproduce the peer's network, the state dict
 renamed to our keys, and meta fields (classes, palette, mean, std) where known. Each peer's
 layout lives in its own module with ``SIGNATURE`` keys, ``matches(obj)`` and ``recognise(obj, path)``.
-A file that matches none gets one line naming the closest layout and the keys it lacks.
+A file that matches none gets one line naming the closest layout and the keys it lacks. ``read(path)``
+also reads the authors' Caffe releases (``.caffemodel``, see ``caffe.py``).
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from deeplab.checkpoint import FORMAT, CheckpointError
-from deeplab.formats import kazuto, mmseg, smp, torchvision, vainf
+from deeplab.checkpoint import FORMAT, CheckpointError, read_checkpoint
+from deeplab.formats import caffe, kazuto, mmseg, smp, torchvision, vainf
 from deeplab.formats.common import Recognised
 
-__all__ = ["Recognised", "recognise", "LAYOUTS"]
+__all__ = ["Recognised", "read", "recognise", "LAYOUTS"]
 
 LAYOUTS: dict[str, ModuleType] = {  # tried in this order
     "VainF/DeepLabV3Plus-Pytorch": vainf,
@@ -27,6 +29,15 @@ LAYOUTS: dict[str, ModuleType] = {  # tried in this order
     "kazuto1011/deeplab-pytorch": kazuto,
     "mmsegmentation": mmseg,
 }
+
+
+def read(path: str | os.PathLike) -> Recognised:
+    """Read a checkpoint file (any layout above, .safetensors, or a Caffe .caffemodel) and recognise it."""
+    if Path(path).suffix == ".caffemodel":
+        if not Path(path).is_file():
+            raise CheckpointError(f"{path}: no such checkpoint file")
+        return caffe.recognise(caffe.read_caffemodel(path), path)
+    return recognise(read_checkpoint(path), path)
 
 
 def recognise(obj: Any, path: str | os.PathLike) -> Recognised:

@@ -19,7 +19,7 @@ from deeplab.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
-from deeplab.formats import recognise
+from deeplab.formats import read
 from deeplab.models.deeplab import unwrap
 from deeplab.models.meta import ModelMeta, default_meta
 from deeplab.models.presets import build_model, scale_rates
@@ -30,7 +30,7 @@ def load_model(path: str | os.PathLike, **overrides: Any) -> nn.Module:
 
     ``overrides`` are build_model's; a changed ``num_classes`` re-initialises the classifier layers
     (with a warning), a changed ``output_stride`` without ``atrous_rates`` scales the rates."""
-    found = recognise(read_checkpoint(path), path)
+    found = read(path)
     config = _apply_overrides(found.config, overrides)
     build_kwargs = {k: v for k, v in config.items() if k != "num_classes"}
     model = build_model(found.arch, config["num_classes"], **build_kwargs)
@@ -106,8 +106,7 @@ def save_model(path: str | os.PathLike, model: nn.Module, **extra: Any) -> Path:
 
 def describe_checkpoint(path: str | os.PathLike) -> str:
     """A human-readable summary of what a checkpoint file holds."""
-    obj = read_checkpoint(path)
-    found = recognise(obj, path)
+    found = read(path)
     state = found.state_dict
     params = sum(v.numel() for k, v in state.items() if v.is_floating_point() and "running_" not in k)
     meta = asdict(default_meta(found.arch, found.config)) | found.fields
@@ -122,7 +121,9 @@ def describe_checkpoint(path: str | os.PathLike) -> str:
         f"mean/std: {tuple(meta['mean'])} / {tuple(meta['std'])}",
     ]
     known = {"format", "version", "arch", "config", "state_dict", *found.fields}
-    extra = [k for k in obj if k not in known] if obj.get("format") == FORMAT else []
+    extra = []
+    if found.kind == "deeplab checkpoint":
+        extra = [k for k in read_checkpoint(path) if k not in known]
     if extra:
         lines.append(f"extra:    {', '.join(extra)}")
     return "\n".join(lines)

@@ -170,6 +170,8 @@ def allowed_overrides(preset: Preset) -> set[str]:
         allowed.add("extra_blocks")
     if preset.backbone == "mobilenetv2":
         allowed |= {"width_mult", "pad_block_input"}
+    if preset.backbone == "vgg16":
+        allowed.add("pool_ceil_mode")
     if preset.head in ("aspp_v3", "v3plus"):
         allowed.add("head_channels")
     return allowed | set(_variants(preset))
@@ -211,6 +213,8 @@ def resolve_config(name: str, num_classes: int = 21, **overrides: Any) -> dict[s
         config["width_mult"] = float(overrides.get("width_mult", 1.0))
         if "pad_block_input" in overrides:  # VainF's MobileNetV2 padding
             config["pad_block_input"] = bool(overrides["pad_block_input"])
+    if preset.backbone == "vgg16" and "pool_ceil_mode" in overrides:  # Caffe's pooling (the releases)
+        config["pool_ceil_mode"] = bool(overrides["pool_ceil_mode"])
     if "head_channels" in overrides:  # ASPP / decoder width (VainF's MobileNet models: 256)
         config["head_channels"] = int(overrides["head_channels"])
     for key, kind in _variants(preset).items():
@@ -256,7 +260,7 @@ def build_model(name: str, num_classes: int = 21, **overrides: Any) -> DeepLab:
 
 def _backbone(preset: Preset, config: dict[str, Any]) -> nn.Module:
     if preset.backbone == "vgg16":
-        return VGG16(config["output_stride"], pool5a=preset.pool5a)
+        return VGG16(config["output_stride"], pool5a=preset.pool5a, pool_ceil_mode=config.get("pool_ceil_mode", False))
     if preset.backbone == "mobilenetv2":
         return MobileNetV2(config["output_stride"], config["width_mult"], config.get("pad_block_input", False))
     depth = int(preset.backbone.removeprefix("resnet"))
