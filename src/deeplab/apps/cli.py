@@ -89,7 +89,12 @@ PRECISION = click.option(
 
 
 @main.command()
-@click.option("--weights", required=True, type=click.Path(dir_okay=False), help="Checkpoint (.pt).")
+@click.option(
+    "--weights",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Checkpoint: ours (.pt, .safetensors) or a peer's (see deeplab info), .caffemodel.",
+)
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", "outdir", required=True, type=OUT_DIR, callback=_writable_path, help="Output folder.")
 @click.option(
@@ -206,7 +211,12 @@ def _listed(item: str) -> list:
 
 
 @main.command("export")
-@click.option("--weights", required=True, type=click.Path(dir_okay=False), help="Checkpoint (.pt).")
+@click.option(
+    "--weights",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Checkpoint: ours (.pt, .safetensors) or a peer's (see deeplab info), .caffemodel.",
+)
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
 @click.option("--opset", type=click.IntRange(OPSET_MIN, OPSET_MAX), default=17, show_default=True)
 @click.argument("output", type=click.Path(dir_okay=False), callback=_writable_path)
