@@ -45,3 +45,17 @@ def test_the_caffe_resnet_options_matter(tmp_path):
             model = load_model(tmp_path / "k.pth", **wrong)
             ours = model(our_input(rgb, model.meta))
             assert ((ours - theirs).abs().max() / theirs.abs().max()).item() > 1e-2
+
+
+def test_convert_keeps_a_peer_checkpoint_and_its_normalisation(tmp_path):
+    torch.manual_seed(0)
+    reference = KazutoDeepLabV2(num_classes=3).eval()
+    torch.save(reference.state_dict(), tmp_path / "k.pth")
+    result = CliRunner().invoke(main, ["convert", str(tmp_path / "k.pth"), str(tmp_path / "k.safetensors")])
+    assert result.exit_code == 0, result.output
+    original, converted = load_model(tmp_path / "k.pth"), load_model(tmp_path / "k.safetensors")
+    assert converted.meta.mean == original.meta.mean and converted.meta.std == original.meta.std
+    assert converted.meta.config == original.meta.config
+    x = torch.randn(1, 3, 40, 40)
+    with torch.no_grad():
+        assert torch.equal(original(x), converted(x))

@@ -65,7 +65,8 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.
     unexpected = [k for k in state if k not in own and not (dropped_aux and k.startswith("aux_classifier."))]
     fresh_aux = [k for k in own if k not in state and k.startswith("aux_classifier.")]
     missing = [k for k in own if k not in state and k not in fresh_aux]
-    problems = key_problems(missing=missing, unexpected=unexpected, shape_mismatch=wrong)
+    shapes = [f"{k} (file {tuple(state[k].shape)}, model {tuple(own[k].shape)})" for k in wrong]
+    problems = key_problems(missing=missing, unexpected=unexpected, shape_mismatch=shapes)
     if problems:
         raise CheckpointError(f"{path}: weights do not fit {model.meta.arch}: {problems}")
     if reinit:
