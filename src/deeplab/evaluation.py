@@ -6,6 +6,7 @@ applications' (``deeplab.apps.evaluate``)."""
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -39,7 +40,8 @@ def accumulate(
     workers: int = 0,
 ) -> tuple[ConfusionMatrix, TrimapMetric | None]:
     """Run the predictor over dataset[i] = (image HxWx3 uint8, mask HxW) and count the outcomes;
-    samples are decoded in ``workers`` loader processes and segmented ``batch_size`` at a time."""
+    samples are decoded in ``workers`` loader processes and segmented ``batch_size`` at a time, the
+    CRF of one batch overlapping the network of the next (``Segmenter.predict_batches``)."""
     seg = as_segmenter(predictor)
     num_classes = len(dataset.classes)
     ignore = getattr(dataset, "ignore_index", 255)
@@ -48,14 +50,23 @@ def accumulate(
     indices = list(range(len(dataset)) if indices is None else indices)
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, num_workers=workers, collate_fn=list)
     bar = tqdm(total=len(indices), desc="evaluate", unit="img", disable=not progress, dynamic_ncols=True)
-    for batch in loader:
-        images = [image for image, _ in batch]
-        predictions = seg.predict_batch(images) if hasattr(seg, "predict_batch") else [seg(i) for i in images]
-        for (_, mask), prediction in zip(batch, predictions):
+    masks: deque = deque()
+
+    def images():  # the masks wait in order for their predictions
+        for batch in loader:
+            masks.append([mask for _, mask in batch])
+            yield [image for image, _ in batch]
+
+    if hasattr(seg, "predict_batches"):
+        results = seg.predict_batches(images())
+    else:
+        results = ([seg(image) for image in batch] for batch in images())
+    for predictions in results:
+        for mask, prediction in zip(masks.popleft(), predictions):
             cm.update(prediction.labels, mask)
             if trimap is not None:
                 trimap.update(prediction.labels, mask)
-        bar.update(len(batch))
+        bar.update(len(predictions))
     bar.close()
     return cm, trimap
 

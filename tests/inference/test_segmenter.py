@@ -252,3 +252,28 @@ def test_predict_batch_equals_one_at_a_time(model, fusion, flip):
         assert got.probs.shape == alone.probs.shape
         assert np.abs(got.probs - alone.probs).max() < 1e-5
         assert (got.labels == alone.labels).mean() > 0.999
+
+
+def test_predict_batches_overlaps_the_crf_and_keeps_the_order(model):
+    """The CRF of a batch runs on another thread while the network computes the next one; the
+    results come back in order and equal predict_batch's."""
+    import threading
+
+    from deeplab.crf import DenseCRF
+
+    crf = DenseCRF(iterations=3)
+    threads = set()
+
+    def spy(rgb, probs):
+        threads.add(threading.current_thread().name)
+        return crf(rgb, probs)
+
+    seg = Segmenter(model, crf=spy)
+    batches = [[tiny_image(32, 40, seed=i), tiny_image(36, 28, seed=i + 10)] for i in range(4)]
+    streamed = list(seg.predict_batches(batches))
+    assert len(streamed) == 4 and all(t.startswith("crf") for t in threads)
+    for batch, got in zip(batches, streamed):
+        for image, prediction in zip(batch, got):
+            alone = seg(image)
+            assert np.array_equal(prediction.labels, alone.labels)
+            np.testing.assert_allclose(prediction.probs, alone.probs, atol=1e-6)

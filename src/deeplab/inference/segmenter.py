@@ -16,7 +16,9 @@ Presets: ``Segmenter.from_preset(model, "deeplabv2" | "deeplabv3", **overrides)`
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -122,6 +124,31 @@ class Segmenter:
         of ASPP sees. Images that need tiles run one at a time.
         """
         rgbs = [_as_rgb(image) for image in images]
+        return self._refine(rgbs, self._network(rgbs))
+
+    def predict_batches(self, batches: Iterable[Sequence[Any]], depth: int = 2) -> Iterator[list[Prediction]]:
+        """``predict_batch`` over a stream of batches, in order, with the CRF (and the argmax) of
+        batch k running on a background thread while the network computes batch k+1. The CRF
+        releases the GIL, so the CPU cores the network leaves idle do the CRF; at most ``depth``
+        batches wait for it (bounded memory). Results equal ``predict_batch``'s."""
+        if self.crf is None:
+            for batch in batches:
+                yield self.predict_batch(batch)
+            return
+        pending: deque[Future] = deque()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="crf") as pool:
+            for batch in batches:
+                rgbs = [_as_rgb(image) for image in batch]
+                with torch.inference_mode():
+                    probs = self._network(rgbs)
+                pending.append(pool.submit(self._refine, rgbs, probs))
+                while len(pending) >= depth:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
+    def _network(self, rgbs: list[np.ndarray]) -> list[torch.Tensor]:
+        """Fused probabilities CxHxW (CPU, float32) of each image: the network part of predict_batch."""
         scores: list[torch.Tensor | None] = [None] * len(rgbs)
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, rgb in enumerate(rgbs):
@@ -134,7 +161,10 @@ class Segmenter:
             fused = self._fuse([rgbs[i] for i in members]).float().cpu()
             for k, i in enumerate(members):
                 scores[i] = fused[k]
-        probs = [s if self.fusion == "mean" else _softmax_(s) for s in scores]
+        return [s if self.fusion == "mean" else _softmax_(s) for s in scores]
+
+    def _refine(self, rgbs: list[np.ndarray], probs: list[torch.Tensor]) -> list[Prediction]:
+        """The CRF (when set) and the argmax: the CPU part of predict_batch."""
         if self.crf is not None:  # several images: one per CRF thread (DenseCRF.batch)
             refine = getattr(self.crf, "batch", None)
             arrays = [p.numpy() for p in probs]
