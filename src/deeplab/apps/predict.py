@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -47,8 +47,8 @@ def predict_files(
 ) -> BatchResult:
     """Segment each image; write NAME.png (palette labels), NAME_overlay.png, NAME_probs.npy.
 
-    Images are decoded in ``workers`` loader processes and segmented ``batch_size`` at a time;
-    outputs are written by a background thread while the next batch computes. A failing image is
+    Images are decoded in ``workers`` loader processes and segmented ``batch_size`` at a time; the
+    CRF (if any) and the writing run on a background thread while the network computes the next batch. A failing image is
     reported and skipped; the others still finish. ``shard=(rank, world_size)`` takes every
     world_size-th image (torchrun); output names are made unique over all the images.
     """
@@ -69,26 +69,41 @@ def predict_files(
                 if error is not None:
                     failed.append((Path(path), error))
                     tqdm.write(f"error: {error}")
+            rgbs = [rgb for _, _, rgb in good]
             try:
-                preds = segmenter.predict_batch([rgb for _, _, rgb in good])
+                probs = segmenter.probabilities(rgbs)
             except ValueError as err:  # a network-side failure fails the whole batch, named
                 failed += [(Path(path), f"{path}: {err}") for path, _, _ in good]
                 continue
-            for (path, stem, rgb), pred in zip(good, preds):
-                job = writer.submit(_write, outdir, stem, rgb, pred, classes, palette, save_probs, alpha)
-                pending.append((Path(path), job))
+            job = writer.submit(_refine_and_write, segmenter, good, probs, outdir, classes, palette, save_probs, alpha)
+            pending.append(([Path(path) for path, _, _ in good], job))
             bar.update(len(batch))
-        for path, job in pending:
+        for paths, job in pending:
             error = job.exception()
             if error is not None and not isinstance(error, Exception):
                 raise error  # Ctrl-C and the like stop the run (what was written is complete)
-            if error is None:
-                done.append(path)
-            else:
-                failed.append((path, str(error)))
-                tqdm.write(f"error: {error}")
+            errors = [error] * len(paths) if error is not None else job.result()
+            for path, err in zip(paths, errors):
+                if err is None:
+                    done.append(path)
+                else:
+                    failed.append((path, str(err)))
+                    tqdm.write(f"error: {err}")
     bar.close()
     return BatchResult(done, failed, time.perf_counter() - start)
+
+
+def _refine_and_write(segmenter: Segmenter, good: list, probs: list, outdir: Path, *args: Any) -> list:
+    """The CRF and argmax of one batch, then its files (on the writer thread): each image's write
+    error (an Exception) or None."""
+    errors: list[Exception | None] = []
+    for (_, stem, rgb), pred in zip(good, segmenter.refine([rgb for _, _, rgb in good], probs)):
+        try:
+            _write(outdir, stem, rgb, pred, *args)
+            errors.append(None)
+        except Exception as err:  # noqa: BLE001 - reported per file, the batch goes on
+            errors.append(err)
+    return errors
 
 
 class _Decoded(Dataset):

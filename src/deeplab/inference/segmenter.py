@@ -124,7 +124,7 @@ class Segmenter:
         of ASPP sees. Images that need tiles run one at a time.
         """
         rgbs = [_as_rgb(image) for image in images]
-        return self._refine(rgbs, self._network(rgbs))
+        return self.refine(rgbs, self.probabilities(rgbs))
 
     def predict_batches(self, batches: Iterable[Sequence[Any]], depth: int = 2) -> Iterator[list[Prediction]]:
         """``predict_batch`` over a stream of batches, in order, with the CRF (and the argmax) of
@@ -139,16 +139,16 @@ class Segmenter:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="crf") as pool:
             for batch in batches:
                 rgbs = [_as_rgb(image) for image in batch]
-                with torch.inference_mode():
-                    probs = self._network(rgbs)
-                pending.append(pool.submit(self._refine, rgbs, probs))
+                pending.append(pool.submit(self.refine, rgbs, self.probabilities(rgbs)))
                 while len(pending) >= depth:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
 
-    def _network(self, rgbs: list[np.ndarray]) -> list[torch.Tensor]:
+    @torch.inference_mode()
+    def probabilities(self, images: Sequence[np.ndarray | Image.Image]) -> list[torch.Tensor]:
         """Fused probabilities CxHxW (CPU, float32) of each image: the network part of predict_batch."""
+        rgbs = [_as_rgb(image) for image in images]
         scores: list[torch.Tensor | None] = [None] * len(rgbs)
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, rgb in enumerate(rgbs):
@@ -163,8 +163,10 @@ class Segmenter:
                 scores[i] = fused[k]
         return [s if self.fusion == "mean" else _softmax_(s) for s in scores]
 
-    def _refine(self, rgbs: list[np.ndarray], probs: list[torch.Tensor]) -> list[Prediction]:
-        """The CRF (when set) and the argmax: the CPU part of predict_batch."""
+    def refine(self, images: Sequence[np.ndarray | Image.Image], probs: list[torch.Tensor]) -> list[Prediction]:
+        """The CRF (when set) and the argmax of ``probabilities(images)``: the CPU part of predict_batch,
+        which can run on another thread while the network computes the next images."""
+        rgbs = [_as_rgb(image) for image in images]
         if self.crf is not None:  # several images: one per CRF thread (DenseCRF.batch)
             refine = getattr(self.crf, "batch", None)
             arrays = [p.numpy() for p in probs]
