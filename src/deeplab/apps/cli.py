@@ -112,7 +112,13 @@ PRECISION = click.option(
 @click.option("--crf", is_flag=True, help="Refine with the fully connected CRF.")
 @PRECISION
 @DEVICE
-@click.option("--backend", type=click.Choice(["torch", "onnxruntime"]), default="torch", show_default=True)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "torch", "onnxruntime", "openvino"]),
+    default="auto",
+    show_default=True,
+    help="auto: OpenVINO on the CPU where installed (pip install 'deeplab[openvino]'), else torch.",
+)
 @click.option("--save-probs", is_flag=True, help="Also write NAME_probs.npy (CxHxW float32).")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay colour weight.")
 @click.option("--threads", type=click.IntRange(1), help="CPU threads (default: torch's choice).")

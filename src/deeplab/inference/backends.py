@@ -1,5 +1,5 @@
-"""What the Segmenter runs: the model made fast (batch norm folded, channels_last, torch.compile) or
-an onnxruntime session; and whether this CPU computes bf16 natively."""
+"""What the Segmenter runs: the model made fast (batch norm folded, channels_last, torch.compile), an
+onnxruntime session or an OpenVINO compiled model; "auto" picks OpenVINO on the CPU where installed."""
 
 from __future__ import annotations
 
@@ -78,13 +78,34 @@ def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
 
 
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
+
+
+def choose_backend(backend: str, device: torch.device, precision: str, optimize: bool, compile: bool) -> str:
+    """The backend "auto" stands for: OpenVINO for optimised fp32/bf16 inference on the CPU when it is
+    installed (faster than the torch path there, benchmarks/bench_inference.py), else torch."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    from deeplab.devices import fast_bf16
+    from deeplab.inference.openvino import openvino_available
+
+    native = precision == "fp32" or (precision == "bf16" and fast_bf16())
+    cpu_fast = device.type == "cpu" and optimize and not compile and native
+    return "openvino" if cpu_fast and openvino_available() else "torch"
+
+
 def build_backend(model: nn.Module, backend: str, precision: str, optimize: bool, compile: bool) -> nn.Module:
+    """The module the Segmenter runs for a chosen (not "auto") backend."""
     if backend == "onnxruntime":
         if precision != "fp32":
             raise ValueError("the onnxruntime backend runs fp32 only; use precision='fp32'")
         from deeplab.inference.onnx import OnnxModel
 
         return OnnxModel.from_model(model)
-    if backend != "torch":
-        raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
+    if backend == "openvino":
+        from deeplab.inference.openvino import OpenVinoModel
+
+        return OpenVinoModel(model, precision)
     return prepare_model(model, compile=compile) if optimize else model.eval()

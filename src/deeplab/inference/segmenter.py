@@ -30,7 +30,7 @@ from torch import nn
 from deeplab.constants import IMAGENET_MEAN, IMAGENET_STD
 from deeplab.devices import autocast_dtype, check_precision, fast_bf16, resolve_device
 from deeplab.imageio import to_rgb
-from deeplab.inference.backends import build_backend
+from deeplab.inference.backends import build_backend, choose_backend
 from deeplab.inference.tiling import axis_plan, ramp, window_starts
 
 DEFAULT_TILE = (513, 513)
@@ -58,8 +58,9 @@ class Segmenter:
     network-input pixels), ``crf`` a DenseCRF on the fused probabilities. ``device`` "cpu", "cuda",
     "cuda:N" or "mps" (default: the first GPU when there is one); ``precision`` "fp32", "bf16"
     (autocast; natively on GPUs and CPUs with AVX512-BF16/AMX) or "fp16" (GPUs); ``backend``
-    "torch" (batch norm folded, channels_last, optional ``compile``) or "onnxruntime" (CPU);
-    ``optimize=False`` runs the model exactly as given, in place (moved to the device).
+    "auto" (OpenVINO on the CPU where installed, else torch), "torch" (batch norm folded,
+    channels_last, optional ``compile``), "onnxruntime" or "openvino" (CPU); ``optimize=False``
+    runs the model exactly as given with torch, in place (moved to the device).
     """
 
     def __init__(
@@ -73,7 +74,7 @@ class Segmenter:
         crf: Any = None,
         precision: str = "fp32",
         *,
-        backend: str = "torch",
+        backend: str = "auto",
         optimize: bool = True,
         compile: bool = False,
         max_pixels: int = 1 << 20,
@@ -82,10 +83,12 @@ class Segmenter:
         self.scales = _check_scales(scales)
         if fusion not in ("max", "mean"):
             raise ValueError(f"fusion must be 'max' or 'mean', got {fusion!r}")
-        self.device = resolve_device("cpu" if backend == "onnxruntime" and device is None else device)
+        self.device = resolve_device("cpu" if backend in ("onnxruntime", "openvino") and device is None else device)
         check_precision(precision, self.device)
-        if backend == "onnxruntime" and self.device.type != "cpu":
-            raise ValueError("the onnxruntime backend runs on the CPU; use backend='torch' on a GPU")
+        backend = choose_backend(backend, self.device, precision, optimize, compile)
+        if backend in ("onnxruntime", "openvino") and self.device.type != "cpu":
+            raise ValueError(f"the {backend} backend runs on the CPU; use backend='torch' on a GPU")
+        self.backend = backend
         if not 0.0 <= overlap < 1.0:
             raise ValueError(f"overlap must lie in [0, 1), got {overlap}")
         self.flip, self.fusion, self.overlap, self.crf = flip, fusion, overlap, crf

@@ -1,0 +1,62 @@
+"""An OpenVINO model usable by the Segmenter: the fastest CPU runtime measured here
+(benchmarks/bench_inference.py), used automatically on the CPU when the optional extra is installed.
+
+The model goes through our ONNX export (``inference.onnx``) and OpenVINO's CPU plugin compiles it,
+with dynamic batch, height and width; fp32 keeps fp32 arithmetic (``INFERENCE_PRECISION_HINT``
+f32: labels equal to the torch path's), bf16 uses the CPU's native bf16 (AVX512-BF16 / AMX).
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from deeplab.inference.onnx import export_onnx
+
+PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+
+
+def openvino_available() -> bool:
+    """Whether the openvino package can be imported."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class OpenVinoModel(nn.Module):
+    """A compiled OpenVINO model behind the model interface: N,3,H,W tensor -> logits tensor."""
+
+    def __init__(self, model: nn.Module, precision: str = "fp32", threads: int | None = None) -> None:
+        super().__init__()
+        try:
+            import openvino as ov
+        except ImportError:
+            raise ValueError("the openvino backend needs the extra: pip install 'deeplab[openvino]'") from None
+        if precision not in PRECISIONS:
+            raise ValueError(f"the openvino backend runs fp32 or bf16, not {precision!r}")
+        self.output_stride = int(getattr(model, "output_stride", 1))
+        self.meta = getattr(model, "meta", None)
+        buffer = io.BytesIO()
+        export_onnx(model, buffer)
+        core = ov.Core()
+        with tempfile.TemporaryDirectory() as tmp:  # OpenVINO reads ONNX from a file
+            path = Path(tmp) / "model.onnx"
+            path.write_bytes(buffer.getvalue())
+            network = core.read_model(str(path))
+        config = {
+            "INFERENCE_PRECISION_HINT": PRECISIONS[precision],
+            "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        self.compiled = core.compile_model(network, "CPU", config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        image = np.ascontiguousarray(x.detach().float().cpu().numpy())
+        return torch.from_numpy(np.array(self.compiled(image)[0], copy=True))
