@@ -279,18 +279,39 @@ def test_predict_batches_overlaps_the_crf_and_keeps_the_order(model):
             np.testing.assert_allclose(prediction.probs, alone.probs, atol=1e-6)
 
 
-def test_auto_backend_is_openvino_on_the_cpu_where_installed(model, image, monkeypatch):
-    """auto = OpenVINO (fp32 kept fp32: the torch path's labels) when installed, else torch."""
+OPENVINO_CHILD = """
+import json, numpy as np, sys
+sys.path.insert(0, "tests")
+from deeplab.inference import Segmenter
+from tiny_model import TinyNet, tiny_image
+model, image = TinyNet().eval(), tiny_image(48, 64, seed=3)
+torch_path = Segmenter(model)(image)
+auto = Segmenter(model, backend="auto")
+got = auto(image)
+print(json.dumps({"backend": auto.backend, "labels_equal": bool(np.array_equal(got.labels, torch_path.labels)),
+                  "max_diff": float(np.abs(got.probs - torch_path.probs).max())}))
+"""
+
+
+def test_openvino_gives_the_torch_paths_labels():
+    """OpenVINO fp32 (what backend="auto" picks where installed) keeps the torch path's labels. It
+    runs in a child process: OpenVINO's threads do not survive the forks other tests make."""
+    import importlib.util
+    import json
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("openvino") is None:
+        pytest.skip("openvino is not installed")
+    done = subprocess.run([sys.executable, "-c", OPENVINO_CHILD], capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["backend"] == "openvino" and result["labels_equal"] and result["max_diff"] < 1e-5
+
+
+def test_auto_backend_falls_back_to_torch(model, monkeypatch):
     from deeplab.inference import backends, openvino
 
-    torch_path = Segmenter(model, backend="torch")(image)
-    if openvino.openvino_available():
-        seg = Segmenter(model)
-        assert seg.backend == "openvino"
-        got = seg(image)
-        assert np.array_equal(got.labels, torch_path.labels)
-        np.testing.assert_allclose(got.probs, torch_path.probs, atol=1e-5)
     monkeypatch.setattr(openvino, "openvino_available", lambda: False)
-    assert Segmenter(model).backend == "torch"
-    assert Segmenter(model, optimize=False).backend == "torch"  # the model as given: torch
+    assert Segmenter(model, backend="auto").backend == "torch"
+    assert Segmenter(model).backend == "torch"  # the default
     assert backends.choose_backend("auto", torch.device("cpu"), "fp16", True, False) == "torch"

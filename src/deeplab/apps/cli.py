@@ -115,9 +115,9 @@ PRECISION = click.option(
 @click.option(
     "--backend",
     type=click.Choice(["auto", "torch", "onnxruntime", "openvino"]),
-    default="auto",
+    default="torch",
     show_default=True,
-    help="auto: OpenVINO on the CPU where installed (pip install 'deeplab[openvino]'), else torch.",
+    help="openvino: fastest on CPUs (pip install 'deeplab[openvino]'; not with --workers); auto: it where installed.",
 )
 @click.option("--save-probs", is_flag=True, help="Also write NAME_probs.npy (CxHxW float32).")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay colour weight.")
@@ -157,6 +157,11 @@ def predict(
     tile_size = _floats(tile, "--tile")
     if tile_size is not None and len(tile_size) not in (1, 2):
         raise click.BadParameter("expected H,W or one number", param_hint="--tile")
+    if backend in ("openvino", "auto") and workers:
+        raise click.BadParameter(
+            f"--backend {backend} cannot be combined with --workers (OpenVINO does not survive a fork)",
+            param_hint="--workers",
+        )
     if threads:
         torch.set_num_threads(threads)
     dist = init_distributed(device) if launched_by_torchrun() else None

@@ -1,5 +1,8 @@
 """What the Segmenter runs: the model made fast (batch norm folded, channels_last, torch.compile), an
-onnxruntime session or an OpenVINO compiled model; "auto" picks OpenVINO on the CPU where installed."""
+onnxruntime session or an OpenVINO compiled model; "auto" picks OpenVINO on the CPU where installed.
+
+OpenVINO is opt-in: it is faster on the CPU (benchmarks/bench_inference.py), but a process that
+loaded it and then forked (DataLoader workers) crashed with a segmentation fault in our tests."""
 
 from __future__ import annotations
 

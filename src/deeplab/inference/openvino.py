@@ -1,5 +1,6 @@
-"""An OpenVINO model usable by the Segmenter: the fastest CPU runtime measured here
-(benchmarks/bench_inference.py), used automatically on the CPU when the optional extra is installed.
+"""An OpenVINO model usable by the Segmenter (``backend="openvino"``, or "auto"): the fastest CPU
+runtime measured here (benchmarks/bench_inference.py). Opt-in, because its threads do not survive a
+fork: load it only in processes that start no fork-based DataLoader workers afterwards.
 
 The model goes through our ONNX export (``inference.onnx``) and OpenVINO's CPU plugin compiles it,
 with dynamic batch, height and width; fp32 keeps fp32 arithmetic (``INFERENCE_PRECISION_HINT``

@@ -58,9 +58,11 @@ class Segmenter:
     network-input pixels), ``crf`` a DenseCRF on the fused probabilities. ``device`` "cpu", "cuda",
     "cuda:N" or "mps" (default: the first GPU when there is one); ``precision`` "fp32", "bf16"
     (autocast; natively on GPUs and CPUs with AVX512-BF16/AMX) or "fp16" (GPUs); ``backend``
-    "auto" (OpenVINO on the CPU where installed, else torch), "torch" (batch norm folded,
-    channels_last, optional ``compile``), "onnxruntime" or "openvino" (CPU); ``optimize=False``
-    runs the model exactly as given with torch, in place (moved to the device).
+    "torch" (batch norm folded, channels_last, optional ``compile``), "onnxruntime" or "openvino"
+    (CPU), or "auto" (OpenVINO on the CPU where installed, else torch); ``optimize=False`` runs
+    the model exactly as given with torch, in place (moved to the device). OpenVINO is the fastest
+    CPU runtime here but not the default: its threads do not survive a fork (DataLoader workers),
+    which crashed a process that forked after loading it.
     """
 
     def __init__(
@@ -74,7 +76,7 @@ class Segmenter:
         crf: Any = None,
         precision: str = "fp32",
         *,
-        backend: str = "auto",
+        backend: str = "torch",
         optimize: bool = True,
         compile: bool = False,
         max_pixels: int = 1 << 20,
