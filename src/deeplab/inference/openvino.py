@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import io
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from deeplab.devices import fast_bf16
 from deeplab.inference.onnx import export_onnx
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
@@ -42,6 +44,8 @@ class OpenVinoModel(nn.Module):
             raise ValueError("the openvino backend needs the extra: pip install 'deeplab[openvino]'") from None
         if precision not in PRECISIONS:
             raise ValueError(f"the openvino backend runs fp32 or bf16, not {precision!r}")
+        if precision == "bf16" and not fast_bf16():
+            warnings.warn("this CPU has no native bf16 (AVX512-BF16/AMX): OpenVINO will compute in fp32", stacklevel=3)
         self.output_stride = int(getattr(model, "output_stride", 1))
         self.meta = getattr(model, "meta", None)
         buffer = io.BytesIO()
