@@ -131,6 +131,7 @@ def test_predict_with_crf(images, tmp_path, tiny_weights):
         (["--alpha", "2"], "--alpha"),
         (["--overlap", "1"], "--overlap"),
         (["--scales", "nan"], "expected positive numbers"),
+        (["--backend", "openvino", "--workers", "1"], "does not survive a fork"),
     ],
 )
 def test_option_values_are_usage_errors_before_any_work(images, tmp_path, tiny_weights, args, message):
