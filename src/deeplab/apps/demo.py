@@ -41,7 +41,8 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 
 
 def shipped_weights() -> Path:
-    """The checkpoint trained on `shapes` by configs/shapes.yaml, shipped inside the package."""
+    """The checkpoint trained on `shapes` by configs/shapes.yaml then configs/shapes-finetune.yaml,
+    shipped inside the package."""
     return Path(str(resources.files("deeplab") / "assets" / SHIPPED_MODEL))
 
 
@@ -148,7 +149,11 @@ def _add_training(report: Report, out: Path) -> None:
     log = Path(str(resources.files("deeplab") / "assets" / TRAINING_LOG))
     if not log.is_file():
         return
-    report.heading("How the shipped model was trained", f"deeplab train --config configs/shapes.yaml ({log.name})")
+    report.heading(
+        "How the shipped model was trained",
+        f"deeplab train --config configs/shapes.yaml, then --config configs/shapes-finetune.yaml from its "
+        f"best.pt (iterations 5001-8000 in {log.name})",
+    )
     paths = plot_training_curves(log, out / "training")
     report.figures([(str(p.relative_to(out)), p.stem) for p in paths], plot=True)
 
