@@ -21,14 +21,14 @@ class DeepLabV3PlusHead(nn.Module):
     """ASPP at output stride, upsampled to the low-level features, concat with their 48-channel
     reduction, two 3x3 convs, 1x1 to classes (logits at stride 4).
 
-    Variants of released models, all off by default:
+    ``aspp`` holds ASPP's variant options (see ``heads.ASPP``). Variants of released models, all off
+    by default:
     - VainF/DeepLabV3Plus-Pytorch: ``fuse_convs=1`` (one 3x3 conv after the concatenation) and
       ``low_level_first=True`` (concatenate [low-level, ASPP]);
-    - segmentation_models_pytorch: ``aspp_separable=True`` (separable ASPP branches),
-      ``aspp_conv=True`` (a separable 3x3 conv after ASPP), ``separable_bn=False`` (no BN between
+    - segmentation_models_pytorch: separable ASPP branches, ``aspp_conv=True`` (a separable 3x3 conv after ASPP), ``separable_bn=False`` (no BN between
       depthwise and pointwise), ``fuse_convs=1`` and ``align_corners=True`` for the upsampling;
-    - mmsegmentation: ``aspp_projection=False`` with ``aspp_conv=True`` (a separable 3x3 conv on
-      the concatenated branches), ``pooling_first=True``, separable ASPP branches, 512 channels.
+    - mmsegmentation: ASPP without projection and with the pooling branch first, ``aspp_conv=True``
+      (a separable 3x3 conv on the concatenated branches), 512 channels.
     """
 
     def __init__(
@@ -40,30 +40,18 @@ class DeepLabV3PlusHead(nn.Module):
         channels: int = 256,
         low_level_reduced: int = 48,
         separable: bool = False,
-        image_pooling: bool = True,
         fuse_convs: int = 2,
         low_level_first: bool = False,
-        aspp_separable: bool = False,
         aspp_conv: bool = False,
         separable_bn: bool = True,
         align_corners: bool = False,
-        aspp_projection: bool = True,
-        pooling_first: bool = False,
+        aspp: dict[str, bool] | None = None,
     ) -> None:
         super().__init__()
         if fuse_convs not in (1, 2):
             raise ValueError(f"fuse_convs must be 1 or 2, got {fuse_convs!r}")
         self.low_level_first, self.align_corners = low_level_first, align_corners
-        self.aspp = ASPP(
-            in_channels,
-            atrous_rates,
-            channels,
-            image_pooling,
-            aspp_separable,
-            separable_bn,
-            aspp_projection,
-            pooling_first,
-        )
+        self.aspp = ASPP(in_channels, atrous_rates, channels, **(aspp or {}))
 
         def block(cin: int, cout: int) -> list[nn.Module]:
             return separable_conv_bn_relu(cin, cout, 3, 1, separable_bn) if separable else conv_bn_relu(cin, cout, 3)

@@ -161,7 +161,8 @@ class ASPP(nn.Module):
 
 
 class DeepLabV3Head(nn.Sequential):
-    """ASPP, 3x3 conv + BN + ReLU, 1x1 to classes (torchvision's ``DeepLabHead`` layout)."""
+    """ASPP, 3x3 conv + BN + ReLU, 1x1 to classes (torchvision's ``DeepLabHead`` layout); ``aspp``
+    holds ASPP's variant options (image_pooling, separable, separable_bn, projection, pooling_first)."""
 
     def __init__(
         self,
@@ -169,25 +170,12 @@ class DeepLabV3Head(nn.Sequential):
         num_classes: int,
         atrous_rates: tuple[int, ...],
         channels: int = 256,
-        image_pooling: bool = True,
-        aspp_separable: bool = False,
-        separable_bn: bool = True,
-        aspp_projection: bool = True,
-        pooling_first: bool = False,
+        aspp: dict[str, bool] | None = None,
     ) -> None:
-        aspp = ASPP(
-            in_channels,
-            atrous_rates,
-            channels,
-            image_pooling,
-            aspp_separable,
-            separable_bn,
-            aspp_projection,
-            pooling_first,
-        )
+        pyramid = ASPP(in_channels, atrous_rates, channels, **(aspp or {}))
         super().__init__(
-            aspp,
-            *conv_bn_relu(aspp.out_channels, channels, 3),
+            pyramid,
+            *conv_bn_relu(pyramid.out_channels, channels, 3),
             classifier_conv(channels, num_classes),
         )
 

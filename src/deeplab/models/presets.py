@@ -139,17 +139,18 @@ PRESETS: dict[str, Preset] = {
 RESNET_OVERRIDES = {"multi_grid", "aux", "torchvision_dilation", "stride_in_1x1", "stem_ceil_mode", "deep_stem"}
 
 # Architecture variants of released models, as build options (stored in the config only when given).
-# ASPP heads: image_pooling (v3 Table 5 ablation), aspp_separable / separable_bn (separable branches
-# in the paper's or segmentation_models_pytorch's style), aspp_projection / pooling_first (mmseg). v3+ decoder: also separable (its 3x3 convs),
-# fuse_convs, low_level_first, aspp_conv (see decoder.DeepLabV3PlusHead).
-ASPP_VARIANTS = {
-    "image_pooling": bool,
-    "aspp_separable": bool,
-    "separable_bn": bool,
-    "aspp_projection": bool,
-    "pooling_first": bool,
+# ASPP heads (config key -> heads.ASPP argument, all bool): image_pooling (v3 Table 5 ablation),
+# aspp_separable / separable_bn (separable branches in the paper's or segmentation_models_pytorch's
+# style), aspp_projection / pooling_first (mmsegmentation). The v3+ decoder adds its own options
+# (see decoder.DeepLabV3PlusHead); its separable convs follow separable_bn too.
+ASPP_OPTIONS = {
+    "image_pooling": "image_pooling",
+    "aspp_separable": "separable",
+    "separable_bn": "separable_bn",
+    "aspp_projection": "projection",
+    "pooling_first": "pooling_first",
 }
-DECODER_VARIANTS = {**ASPP_VARIANTS, "separable": bool, "fuse_convs": int, "low_level_first": bool, "aspp_conv": bool}
+DECODER_OPTIONS = {"separable": bool, "fuse_convs": int, "low_level_first": bool, "aspp_conv": bool}
 
 
 def get_preset(name: str) -> Preset:
@@ -178,8 +179,9 @@ def allowed_overrides(preset: Preset) -> set[str]:
 
 
 def _variants(preset: Preset) -> dict[str, type]:
-    """The head's variant options (name -> type) for ``preset``."""
-    return {"aspp_v3": ASPP_VARIANTS, "v3plus": DECODER_VARIANTS}.get(preset.head, {})
+    """The head's variant options (config key -> type) for ``preset``."""
+    aspp = dict.fromkeys(ASPP_OPTIONS, bool)
+    return {"aspp_v3": aspp, "v3plus": {**aspp, **DECODER_OPTIONS}}.get(preset.head, {})
 
 
 def resolve_config(name: str, num_classes: int = 21, **overrides: Any) -> dict[str, Any]:
@@ -283,17 +285,19 @@ def _head(preset: Preset, config: dict[str, Any], backbone: nn.Module) -> nn.Mod
         return largefov_head(channels, num_classes, config["atrous_rates"], preset.head_channels)
     if preset.head == "aspp_v2":
         return aspp_v2_head(channels, num_classes, config["atrous_rates"])
-    variants = {k: config[k] for k in _variants(preset) if k in config}
+    aspp = {name: config[key] for key, name in ASPP_OPTIONS.items() if key in config}
     if preset.head == "aspp_v3":
-        return DeepLabV3Head(channels, num_classes, config["atrous_rates"], head_channels, **variants)
+        return DeepLabV3Head(channels, num_classes, config["atrous_rates"], head_channels, aspp)
     if preset.head == "v3plus":
+        decoder = {k: config[k] for k in (*DECODER_OPTIONS, "separable_bn") if k in config}
         return DeepLabV3PlusHead(
             channels,
             backbone.low_level_channels,
             num_classes,
             config["atrous_rates"],
             head_channels,
-            **{"separable": preset.separable_decoder, **variants},
+            **{"separable": preset.separable_decoder, **decoder},
+            aspp=aspp,
             align_corners=config.get("align_corners", False),
         )
     return CascadeHead(channels, num_classes)  # cascade: 1x1 to classes on block7
