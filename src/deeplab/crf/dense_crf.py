@@ -16,10 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import lattice as lat
-from ._jit import get_num_threads, jit
+from ._jit import PREFETCH_AHEAD, get_num_threads, jit, prefetch_row
 
 PROB_FLOOR = 1e-5  # pydensecrf's unary_from_softmax clip
 SUM_TOLERANCE = 1e-3  # how far a pixel's probabilities may sum from 1
+
+
+LANES = 8  # classes are padded to a multiple of this (AVX2's float32 width) so that loops vectorise
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,8 @@ class DenseCRF:
     ``crf(image, probs)``: image HxWx3 uint8 RGB, probs CxHxW softmax -> refined CxHxW float32.
     Grayscale/RGBA images are converted; non-uint8 images are rounded and clipped to 0-255 (with a
     warning if that changes values). ``iterations=0`` returns Q0 = softmax(log(clip(probs, 1e-5))).
-    Threads: numba's count (``numba.set_num_threads``, ``NUMBA_NUM_THREADS``); one image runs its
-    two kernels at once and splits the pixels' update, ``batch`` runs one image per thread.
+    Threads: numba's count (``numba.set_num_threads``, ``NUMBA_NUM_THREADS``); one image shares
+    every step among them, ``batch`` runs one image per thread.
     """
 
     def __init__(
@@ -73,7 +76,7 @@ class DenseCRF:
         if workers <= 1:
             return self._run(image, probs, from_logits)
         with ThreadPoolExecutor(workers) as pool:
-            return self._run(image, probs, from_logits, pool, workers)
+            return self._run(image, probs, from_logits, lambda fn, items: list(pool.map(fn, items)), workers)
 
     def batch(self, images, probs_list, from_logits: bool = False) -> list[np.ndarray]:
         """Refine several images, one per thread (numba's thread count: ``numba.set_num_threads``)."""
@@ -85,44 +88,44 @@ class DenseCRF:
         with ThreadPoolExecutor(workers) as pool:
             return list(pool.map(lambda pair: self._run(*pair, from_logits), zip(images, probs_list)))
 
-    def _run(
-        self, image, probs, from_logits: bool, pool: ThreadPoolExecutor | None = None, workers: int = 1
-    ) -> np.ndarray:
-        """One image; with a pool, its ``workers`` threads share each step."""
+    def _run(self, image, probs, from_logits: bool, run=lat.serial, parts: int = 1) -> np.ndarray:
+        """One image; ``run(fn, items)`` (a thread pool's map, waited for) shares each step in ``parts``."""
         probs = as_probs(probs, from_logits)
         c, h, w = probs.shape
         image = as_rgb(image)
         if image.shape[:2] != (h, w):
             raise ValueError(f"image is {image.shape[0]}x{image.shape[1]} but probs are {c}x{h}x{w} (C x H x W)")
-        energy = np.ascontiguousarray(np.log(np.clip(probs.reshape(c, h * w).T, PROB_FLOOR, 1.0)))  # -U, N x C
+        energy = unary_energy(probs)
         q = np.empty_like(energy)
-        softmax_update(q, energy, _NO_KERNEL, _NO_KERNEL, 0, h * w, np.empty_like(q))
+        softmax_update(q, energy, _NO_KERNEL, _NO_KERNEL, c, 0, h * w)
         if self.iterations:
-            mean_field(energy, q, self._kernels(image, pool, workers), self.iterations, pool, workers)
-        return np.ascontiguousarray(q.T).reshape(c, h, w)
+            kernels = self._kernels(image, run, parts)
+            mean_field(energy, q, c, kernels, self.iterations, run, parts)
+        return np.ascontiguousarray(q[:, :c].T).reshape(c, h, w)
 
-    def _kernels(self, image: np.ndarray, pool: ThreadPoolExecutor | None, workers: int) -> list[_Kernel]:
-        """The Gaussian (w2) and bilateral (w1) kernels, those of non-zero weight, built in three
-        steps that the pool shares: vertices, blur neighbours (``workers`` shares each), normalisation."""
+    def _kernels(self, image: np.ndarray, run, parts: int) -> list[_Kernel]:
+        """The Gaussian (w2) and bilateral (w1) kernels, those of non-zero weight."""
         h, w = image.shape[:2]
         ys, xs = np.indices((h, w), dtype=np.float32).reshape(2, -1)
         gamma, alpha, beta = (np.float32(t) for t in (self.theta_gamma, self.theta_alpha, self.theta_beta))
-        terms = []
+        kernels = []
         if self.w2:
-            terms.append((self.w2, lambda: np.stack([xs / gamma, ys / gamma], 1)))
+            lattice = lat.build(np.stack([xs / gamma, ys / gamma], 1), run, parts)
+            kernels.append(make_kernel(lattice, self.w2))
         if self.w1:
             rgb = image.reshape(-1, 3).astype(np.float32)
-            terms.append((self.w1, lambda: np.concatenate([np.stack([xs / alpha, ys / alpha], 1), rgb / beta], 1)))
-        parts = _map(pool, lambda term: lat.vertices(term[1]()), terms)
-        found = [lat.neighbour_tasks(part, workers) for part in parts]
-        _map(pool, lambda task: task(), [task for _, tasks in found for task in tasks])
-        lattices = [lat.Lattice(part.offsets, part.weights, f) for part, (f, _) in zip(parts, found)]
-        return _map(pool, lambda pair: make_kernel(*pair), zip(lattices, [weight for weight, _ in terms]))
+            lattice = lat.build(np.concatenate([np.stack([xs / alpha, ys / alpha], 1), rgb / beta], 1), run, parts)
+            kernels.append(make_kernel(lattice, self.w1))
+        return kernels
 
 
-def _map(pool: ThreadPoolExecutor | None, fn, items) -> list:
-    """map on the pool's threads, or in this thread without one."""
-    return list(pool.map(fn, items) if pool is not None else map(fn, items))
+def unary_energy(probs: np.ndarray) -> np.ndarray:
+    """-U = log(clip(p, 1e-5)) as N x C', the classes padded to C' (a multiple of LANES) with -inf."""
+    c, h, w = probs.shape
+    padded = -(-c // LANES) * LANES
+    energy = np.full((h * w, padded), -np.inf, np.float32)
+    energy[:, :c] = np.log(np.clip(probs.reshape(c, h * w).T, PROB_FLOOR, 1.0))
+    return energy
 
 
 def make_kernel(lattice: lat.Lattice, weight: float) -> _Kernel:
@@ -135,80 +138,121 @@ def make_kernel(lattice: lat.Lattice, weight: float) -> _Kernel:
 
 
 def mean_field(
-    energy: np.ndarray,
-    q: np.ndarray,
-    kernels: list[_Kernel],
-    iterations: int,
-    pool: ThreadPoolExecutor | None = None,
-    parts: int = 1,
+    energy: np.ndarray, q: np.ndarray, c: int, kernels: list[_Kernel], iterations: int, run=lat.serial, parts: int = 1
 ) -> np.ndarray:
-    """``iterations`` updates Q = softmax(energy + sum_k w_k n_k K_k(n_k Q)) of ``q`` (N x C) in place.
+    """``iterations`` updates Q = softmax(energy + sum_k w_k n_k K_k(n_k Q)) of ``q`` (N x C') in place.
 
-    With a pool, the kernels' splat and blur run at once, then ``parts`` slices of the update.
+    Every step is split in ``parts`` that ``run`` maps over: the splat by point ranges (each part
+    into a buffer of its own, then the buffers summed by vertex ranges), each blur direction by
+    vertex ranges, the slice + softmax by point ranges.
     """
     if not kernels:
         return q
-    n, c = q.shape
-    scratch = [lat.buffers(k.lattice, c) for k in kernels]
-    first, last = kernels[0], kernels[-1]
-    acc = np.empty_like(q)
-    bounds = [(i * n // parts, (i + 1) * n // parts) for i in range(parts)]
+    buffers = [lat.buffers(k.lattice, q.shape[1]) for k in kernels]
+    private = [[pair[0]] + [np.empty_like(pair[0]) for _ in range(parts - 1)] for pair in buffers]
+    vertex_spans = [lat.spans(k.lattice.num_vertices, parts) for k in kernels]
+    point_spans = lat.spans(len(q), parts)
+    directions = max(len(k.lattice.neighbours) for k in kernels)
 
-    def smooth(i: int) -> np.ndarray:
-        kernel, (values, spare) = kernels[i], scratch[i]
-        lat.splat(values, kernel.lattice.offsets, kernel.splat_weights, q)
-        return lat.blur(values, spare, kernel.lattice.neighbours)
+    def splat(part: int) -> None:
+        for kernel, own in zip(kernels, private):
+            lat.splat(own[part], kernel.lattice.offsets, kernel.splat_weights, q, *point_spans[part])
 
+    def add(part: int) -> None:
+        for own, span in zip(private, vertex_spans):
+            for other in own[1:]:
+                lat.add_rows(own[0], other, *span[part])
+
+    def blur(j: int, part: int) -> None:
+        for kernel, pair, span in zip(kernels, buffers, vertex_spans):
+            if j < len(kernel.lattice.neighbours):
+                lat.blur_step(pair[(j + 1) % 2], pair[j % 2], kernel.lattice.neighbours, j, *span[part])
+
+    results = [lat.blurred(*pair, k.lattice) for k, pair in zip(kernels, buffers)]
+    terms = [(values, k.lattice.offsets, k.slice_weights) for values, k in zip(results, kernels)]
+    a, b = terms[0], terms[1] if len(terms) == 2 else _NO_KERNEL
     for _ in range(iterations):
-        values = _map(pool, smooth, range(len(kernels)))
-        a = (values[0], first.lattice.offsets, first.slice_weights)
-        b = (values[-1], last.lattice.offsets, last.slice_weights) if len(kernels) == 2 else _NO_KERNEL
-        _map(pool, lambda span: softmax_update(q, energy, a, b, *span, acc), bounds)
+        run(splat, range(parts))
+        if parts > 1:
+            run(add, range(parts))
+        for j in range(directions):
+            run(lambda part, j=j: blur(j, part), range(parts))
+        run(lambda span: softmax_update(q, energy, a, b, c, *span), point_spans)
     return q
 
 
 _NO_KERNEL = (np.zeros((1, 1), np.float32), np.zeros((1, 0), np.int32), np.zeros((1, 0), np.float32))
 
 
-def softmax_update(q: np.ndarray, energy: np.ndarray, a: tuple, b: tuple, lo: int, hi: int, acc: np.ndarray) -> None:
-    """q[p] = softmax(energy[p] + slice_a[p] + slice_b[p]) for lo <= p < hi, through ``acc`` (N x C).
+def softmax_update(q: np.ndarray, energy: np.ndarray, a: tuple, b: tuple, c: int, lo: int, hi: int) -> None:
+    """q[p] = softmax(energy[p] + slice_a[p] + slice_b[p]) over the first c classes, lo <= p < hi.
 
-    A kernel is (blurred values, offsets, slice weights); _NO_KERNEL adds nothing. The exponential
-    is numpy's (vectorised), between two compiled passes.
+    A kernel is (blurred values, offsets, slice weights); _NO_KERNEL adds nothing. Padded
+    classes (c and on) get q = 0.
     """
-    _energies(acc, energy, *a, *b, lo, hi)
-    np.exp(acc[lo:hi], out=acc[lo:hi])
-    _normalise(q, acc, lo, hi)
+    _update(q, energy, *a, *b, c, lo, hi)
 
 
 @jit()
-def _energies(acc, energy, values_a, offsets_a, weights_a, values_b, offsets_b, weights_b, lo, hi):  # pragma: no cover
-    """acc[p] = energy[p] + slice_a[p] + slice_b[p], minus its maximum, for lo <= p < hi."""
-    c = acc.shape[1]
+def _update(q, energy, values_a, offsets_a, weights_a, values_b, offsets_b, weights_b, c, lo, hi):  # pragma: no cover
+    """The compiled body of softmax_update: one row of C' classes at a time, exp in registers."""
+    width = q.shape[1]
+    row = np.empty(width, np.float32)
+    powers = np.empty(width, np.int32)
+    scales = powers.view(np.float32)
     for p in range(lo, hi):
-        row = acc[p]
-        row[:] = energy[p]
+        if p + PREFETCH_AHEAD < hi:
+            for j in range(offsets_a.shape[1]):
+                prefetch_row(values_a, offsets_a[p + PREFETCH_AHEAD, j])
+            for j in range(offsets_b.shape[1]):
+                prefetch_row(values_b, offsets_b[p + PREFETCH_AHEAD, j])
+        for ch in range(width):
+            row[ch] = energy[p, ch]
         for j in range(offsets_a.shape[1]):
             w = weights_a[p, j]
             o = offsets_a[p, j]
-            for ch in range(c):
+            for ch in range(width):
                 row[ch] += w * values_a[o, ch]
         for j in range(offsets_b.shape[1]):
             w = weights_b[p, j]
             o = offsets_b[p, j]
-            for ch in range(c):
+            for ch in range(width):
                 row[ch] += w * values_b[o, ch]
-        row -= row.max()
+        top = row[0]
+        for ch in range(1, width):
+            top = max(top, row[ch])
+        for ch in range(width):
+            mantissa, exponent = _exp_parts(row[ch] - top)
+            row[ch] = mantissa
+            powers[ch] = (exponent + 127) << 23  # the float 2**exponent
+        total = np.float32(0.0)
+        for ch in range(width):
+            row[ch] *= scales[ch]
+            total += row[ch]
+        for ch in range(c, width):
+            total -= row[ch]
+            row[ch] = 0.0
+        inv = np.float32(1.0) / total
+        for ch in range(width):
+            q[p, ch] = row[ch] * inv
 
 
 @jit()
-def _normalise(q, acc, lo, hi):  # pragma: no cover - compiled
-    """q[p] = acc[p] / sum(acc[p]) for lo <= p < hi."""
-    c = acc.shape[1]
-    for p in range(lo, hi):
-        inv = np.float32(1.0) / acc[p].sum()
-        for ch in range(c):
-            q[p, ch] = acc[p, ch] * inv
+def _exp_parts(x):  # pragma: no cover - compiled
+    """exp(x) for x <= 0 as (e^r, n) with exp(x) = e^r * 2**n: Cephes' expf, in a form that vectorises.
+
+    Below -87 (exp < 1.7e-38, a class with no chance) it returns exp(-87).
+    """
+    x = max(x, np.float32(-87.0))
+    n = np.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))
+    r = x - n * np.float32(0.693359375) - n * np.float32(-2.12194440e-4)
+    p = np.float32(1.9875691500e-4)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    return p * r * r + r + np.float32(1.0), np.int32(n)
 
 
 def as_probs(probs: np.ndarray, from_logits: bool = False) -> np.ndarray:
@@ -224,9 +268,7 @@ def as_probs(probs: np.ndarray, from_logits: bool = False) -> np.ndarray:
     if from_logits:
         c, h, w = probs.shape
         out = np.empty((h * w, c), np.float32)
-        softmax_update(
-            out, np.ascontiguousarray(probs.reshape(c, -1).T), _NO_KERNEL, _NO_KERNEL, 0, h * w, np.empty_like(out)
-        )
+        softmax_update(out, np.ascontiguousarray(probs.reshape(c, -1).T), _NO_KERNEL, _NO_KERNEL, c, 0, h * w)
         return np.ascontiguousarray(out.T).reshape(c, h, w)
     lowest, sums = probs.min(), probs.sum(0)
     worst = float(np.abs(sums - 1).max())

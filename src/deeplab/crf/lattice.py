@@ -6,19 +6,20 @@ Filtering = splat onto the vertices, blur with [1 2 1]/2 along each of the d+1 l
 directions in turn, slice back with the same weights times alpha = 1/(1+2^-d). All arithmetic is
 float32, like the C++ code, so the result matches pydensecrf to rounding.
 
-The kernels are serial and release the GIL (numba nogil, cached on disk): the CRF runs its two
-kernels, or several images, on threads of its own.
+The kernels release the GIL (numba nogil, cached on disk) and each does a range of points or of
+vertices, so that the CRF's own threads can share every step: each thread splats its points
+into a buffer of its own (then the buffers are summed by vertex ranges), the blur goes one
+direction at a time over vertex ranges, the slice over point ranges.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 
-from ._jit import jit
+from ._jit import PREFETCH_AHEAD, jit, prefetch_row
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,16 @@ class Lattice:
         return np.float32(1.0) / (np.float32(1.0) + np.float32(2.0) ** np.float32(-d))
 
 
+def serial(fn, items) -> list:
+    """Run ``fn`` over ``items`` in this thread: the default runner of the parallel steps."""
+    return [fn(item) for item in items]
+
+
+def spans(total: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` consecutive (lo, hi) ranges that cover range(total)."""
+    return [(i * total // parts, (i + 1) * total // parts) for i in range(parts)]
+
+
 KEY_LIMIT = 32000  # lattice coordinates are int16, as in the C++ code
 
 
@@ -50,27 +61,12 @@ def scale_factors(d: int) -> np.ndarray:
     return np.array([1.0 / math.sqrt((i + 2) * (i + 1)) * inv_std_dev for i in range(d)], np.float32)
 
 
-def build(features: np.ndarray) -> Lattice:
-    """Build the lattice of ``features`` (N x d, already divided by the kernel's thetas)."""
-    part = vertices(features)
-    found, tasks = neighbour_tasks(part, 1)
-    for task in tasks:
-        task()
-    return Lattice(part.offsets, part.weights, found)
+def build(features: np.ndarray, run=serial, parts: int = 1) -> Lattice:
+    """Build the lattice of ``features`` (N x d, already divided by the kernel's thetas).
 
-
-@dataclass(frozen=True)
-class Vertices:
-    """A lattice before its blur neighbours are known: the first step of ``build``."""
-
-    offsets: np.ndarray
-    weights: np.ndarray
-    keys: np.ndarray  # (M, d) int16 lattice coordinates of the vertices (the last one implied)
-    table: np.ndarray  # the open-addressing hash table: key slot -> vertex, -1 empty
-
-
-def vertices(features: np.ndarray) -> Vertices:
-    """Step 1: every point's simplex corners and weights, the vertices numbered in a hash table."""
+    ``run(fn, items)`` maps over items (a thread pool's map shares the work); the simplices and the
+    neighbours are found in ``parts`` shares of the points and the vertices, the hash table in one.
+    """
     features = np.ascontiguousarray(features, dtype=np.float32)
     n, d = features.shape
     scale = scale_factors(d)
@@ -78,17 +74,14 @@ def vertices(features: np.ndarray) -> Vertices:
         raise ValueError(
             "features too large for the lattice's 16-bit coordinates: use larger thetas or a smaller image"
         )
-    keys, weights = _simplices(features, scale)
+    keys = np.empty((n, d + 1, d), np.int16)
+    weights = np.empty((n, d + 1), np.float32)
+    run(lambda span: _simplices(features, scale, keys, weights, *span), spans(n, parts))
     ids, unique, table = _insert(keys.reshape(n * (d + 1), d))
-    return Vertices(ids.reshape(n, d + 1), weights, unique, table)
-
-
-def neighbour_tasks(part: Vertices, parts: int) -> tuple[np.ndarray, list]:
-    """Step 2 in ``parts`` independent tasks (shares of the vertices): the (d+1, M, 2) array they fill."""
-    m, d = part.keys.shape
-    found = np.empty((d + 1, m, 2), np.int32)
-    bounds = [(i * m // parts, (i + 1) * m // parts) for i in range(parts)]
-    return found, [partial(_neighbours, part.keys, part.table, found, lo, hi) for lo, hi in bounds]
+    m = len(unique)
+    neighbours = np.empty((d + 1, m, 2), np.int32)
+    run(lambda span: _neighbours(unique, table, neighbours, *span), spans(m, parts))
+    return Lattice(ids.reshape(n, d + 1), weights, neighbours)
 
 
 def _largest_coordinate(reach: np.ndarray) -> float:
@@ -99,18 +92,16 @@ def _largest_coordinate(reach: np.ndarray) -> float:
 
 
 @jit()
-def _simplices(features, scale):  # pragma: no cover - compiled
-    """Per point: the d+1 vertex keys (N, d+1, d) int16 and barycentric weights (N, d+1)."""
-    n, d = features.shape
-    keys = np.empty((n, d + 1, d), np.int16)
-    weights = np.empty((n, d + 1), np.float32)
+def _simplices(features, scale, keys, weights, lo, hi):  # pragma: no cover - compiled
+    """For points lo <= p < hi: the d+1 vertex keys (N, d+1, d) int16 and barycentric weights (N, d+1)."""
+    d = features.shape[1]
     down = np.float32(1.0) / np.float32(d + 1)
     up = np.float32(d + 1)
     elevated = np.empty(d + 1, np.float32)
     rem0 = np.empty(d + 1, np.float32)
     rank = np.empty(d + 1, np.int64)
     bary = np.empty(d + 2, np.float32)
-    for p in range(n):
+    for p in range(lo, hi):
         sm = np.float32(0.0)
         for j in range(d, 0, -1):
             cf = features[p, j - 1] * scale[j - 1]
@@ -150,7 +141,6 @@ def _simplices(features, scale):  # pragma: no cover - compiled
             for i in range(d):  # corner r of the canonical simplex, moved to the point's simplex
                 shift = r if rank[i] <= d - r else r - (d + 1)
                 keys[p, r, i] = np.int16(np.int64(rem0[i]) + shift)
-    return keys, weights
 
 
 @jit()
@@ -236,13 +226,18 @@ def _neighbours(unique, table, out, lo, hi):  # pragma: no cover - compiled
 
 
 @jit()
-def splat(values, offsets, weights, source):  # pragma: no cover - compiled
-    """values[v] = sum of weights * source over the simplex corners at vertex v (M+1 rows, last 0)."""
-    n, d1 = offsets.shape
+def splat(values, offsets, weights, source, lo, hi):  # pragma: no cover - compiled
+    """values[v] = sum of weights * source over the corners at vertex v of the points lo <= p < hi.
+
+    Threads splat their own ranges of points into buffers of their own, then ``add_rows`` sums them.
+    """
     c = source.shape[1]
     values[:] = 0.0
-    for p in range(n):
-        for j in range(d1):
+    for p in range(lo, hi):
+        if p + PREFETCH_AHEAD < hi:
+            for j in range(offsets.shape[1]):
+                prefetch_row(values, offsets[p + PREFETCH_AHEAD, j])
+        for j in range(offsets.shape[1]):
             o = offsets[p, j]
             w = weights[p, j]
             for ch in range(c):
@@ -250,28 +245,35 @@ def splat(values, offsets, weights, source):  # pragma: no cover - compiled
 
 
 @jit()
-def blur(values, scratch, neighbours):  # pragma: no cover - compiled
-    """[1 2 1]/2 along each lattice direction in turn; returns the buffer holding the result."""
-    d1, m = neighbours.shape[0], neighbours.shape[1]
-    c = values.shape[1]
-    scratch[m] = 0.0
-    src, dst = values, scratch
-    for j in range(d1):
-        for v in range(m):
-            a = neighbours[j, v, 0]
-            b = neighbours[j, v, 1]
-            for ch in range(c):
-                dst[v, ch] = src[v, ch] + np.float32(0.5) * (src[a, ch] + src[b, ch])
-        src, dst = dst, src
-    return src
+def add_rows(target, other, lo, hi):  # pragma: no cover - compiled
+    """target[lo:hi] += other[lo:hi]: one thread's splat added to another's."""
+    c = target.shape[1]
+    for v in range(lo, hi):
+        for ch in range(c):
+            target[v, ch] += other[v, ch]
 
 
 @jit()
-def slice_(out, values, offsets, weights):  # pragma: no cover - compiled
-    """out[p] = sum over corners j of weights[p, j] * values[offsets[p, j]]."""
-    n, d1 = offsets.shape
+def blur_step(dst, src, neighbours, j, lo, hi):  # pragma: no cover - compiled
+    """dst[v] = src[v] + (src[v - e_j] + src[v + e_j]) / 2 for lo <= v < hi: [1 2 1]/2 along direction j."""
+    c = src.shape[1]
+    half = np.float32(0.5)
+    for v in range(lo, hi):
+        if v + PREFETCH_AHEAD < hi:
+            prefetch_row(src, neighbours[j, v + PREFETCH_AHEAD, 0])
+            prefetch_row(src, neighbours[j, v + PREFETCH_AHEAD, 1])
+        a = neighbours[j, v, 0]
+        b = neighbours[j, v, 1]
+        for ch in range(c):
+            dst[v, ch] = src[v, ch] + half * (src[a, ch] + src[b, ch])
+
+
+@jit()
+def slice_(out, values, offsets, weights, lo, hi):  # pragma: no cover - compiled
+    """out[p] = sum over corners j of weights[p, j] * values[offsets[p, j]], lo <= p < hi."""
+    d1 = offsets.shape[1]
     c = values.shape[1]
-    for p in range(n):
+    for p in range(lo, hi):
         for ch in range(c):
             out[p, ch] = 0.0
         for j in range(d1):
@@ -282,16 +284,29 @@ def slice_(out, values, offsets, weights):  # pragma: no cover - compiled
 
 
 def buffers(lattice: Lattice, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two (M+1) x C float32 buffers for splat and blur."""
+    """Two (M+1) x C float32 buffers for splat and blur; row M (the absent neighbour) is zero."""
     shape = (lattice.num_vertices + 1, channels)
-    return np.empty(shape, np.float32), np.empty(shape, np.float32)
+    pair = np.empty(shape, np.float32), np.empty(shape, np.float32)
+    for buffer in pair:
+        buffer[-1] = 0.0
+    return pair
+
+
+def blurred(values: np.ndarray, scratch: np.ndarray, lattice: Lattice) -> np.ndarray:
+    """Which of the two buffers holds the result after blurring along all d+1 directions."""
+    return values if len(lattice.neighbours) % 2 == 0 else scratch
 
 
 def filter_(lattice: Lattice, source: np.ndarray) -> np.ndarray:
     """K * source (N x C float32) with the lattice's approximate Gaussian K (no normalisation)."""
     source = np.ascontiguousarray(source, dtype=np.float32)
+    m = lattice.num_vertices
     values, scratch = buffers(lattice, source.shape[1])
-    splat(values, lattice.offsets, lattice.weights, source)
+    splat(values, lattice.offsets, lattice.weights, source, 0, len(source))
+    src, dst = values, scratch
+    for j in range(len(lattice.neighbours)):
+        blur_step(dst, src, lattice.neighbours, j, 0, m)
+        src, dst = dst, src
     out = np.empty_like(source)
-    slice_(out, blur(values, scratch, lattice.neighbours), lattice.offsets, lattice.weights * lattice.alpha)
+    slice_(out, src, lattice.offsets, lattice.weights * lattice.alpha, 0, len(source))
     return out
