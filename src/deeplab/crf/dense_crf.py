@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import lattice as lat
-from ._jit import PREFETCH_AHEAD, get_num_threads, jit, prefetch_row
+from ._jit import PREFETCH_AHEAD, get_num_threads, jit, prefetch
 
 PROB_FLOOR = 1e-5  # pydensecrf's unary_from_softmax clip
 SUM_TOLERANCE = 1e-3  # how far a pixel's probabilities may sum from 1
@@ -203,9 +203,9 @@ def _update(q, energy, values_a, offsets_a, weights_a, values_b, offsets_b, weig
     for p in range(lo, hi):
         if p + PREFETCH_AHEAD < hi:
             for j in range(offsets_a.shape[1]):
-                prefetch_row(values_a, offsets_a[p + PREFETCH_AHEAD, j])
+                prefetch(values_a, offsets_a[p + PREFETCH_AHEAD, j])
             for j in range(offsets_b.shape[1]):
-                prefetch_row(values_b, offsets_b[p + PREFETCH_AHEAD, j])
+                prefetch(values_b, offsets_b[p + PREFETCH_AHEAD, j])
         for ch in range(width):
             row[ch] = energy[p, ch]
         for j in range(offsets_a.shape[1]):

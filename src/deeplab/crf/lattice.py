@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._jit import PREFETCH_AHEAD, jit, prefetch_row
+from ._jit import PREFETCH_AHEAD, jit, prefetch
 
 
 @dataclass(frozen=True)
@@ -212,6 +212,10 @@ def _neighbours(unique, table, out, lo, hi):  # pragma: no cover - compiled
     m, d = unique.shape
     mask = np.uint64(table.shape[0] - 1)
     for v in range(lo, hi):
+        if v + 2 < hi:  # the table slots of the vertex after next: 2(d+1) lookups ahead
+            for j in range(d + 1):
+                for side in range(2):
+                    prefetch(table, _hash(unique, v + 2, 2 * side - 1, j) & mask)
         for j in range(d + 1):
             for side in range(2):
                 step = 2 * side - 1
@@ -236,7 +240,7 @@ def splat(values, offsets, weights, source, lo, hi):  # pragma: no cover - compi
     for p in range(lo, hi):
         if p + PREFETCH_AHEAD < hi:
             for j in range(offsets.shape[1]):
-                prefetch_row(values, offsets[p + PREFETCH_AHEAD, j])
+                prefetch(values, offsets[p + PREFETCH_AHEAD, j])
         for j in range(offsets.shape[1]):
             o = offsets[p, j]
             w = weights[p, j]
@@ -260,8 +264,8 @@ def blur_step(dst, src, neighbours, j, lo, hi):  # pragma: no cover - compiled
     half = np.float32(0.5)
     for v in range(lo, hi):
         if v + PREFETCH_AHEAD < hi:
-            prefetch_row(src, neighbours[j, v + PREFETCH_AHEAD, 0])
-            prefetch_row(src, neighbours[j, v + PREFETCH_AHEAD, 1])
+            prefetch(src, neighbours[j, v + PREFETCH_AHEAD, 0])
+            prefetch(src, neighbours[j, v + PREFETCH_AHEAD, 1])
         a = neighbours[j, v, 0]
         b = neighbours[j, v, 1]
         for ch in range(c):
