@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from crf_cases import network_probs, photo_like, synthetic_case, voc_case
-from deeplab.crf import DenseCRF
+from deeplab.crf import DenseCRF, dense_crf
 
 PARAMETERS = [
     {},  # DeepLab v2's VOC values
@@ -213,3 +213,27 @@ def test_a_new_process_loads_the_compiled_kernels_from_the_cache():
             subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
         )
     assert overhead < 2.5  # a cold compile takes about 6 s; loading the cache about 0.4 s on a quiet machine
+
+
+def test_big_images_are_refined_in_windows_close_to_the_whole_image(monkeypatch):
+    image, probs, _ = synthetic_case(150, 200, 5, seed=3)
+    params = dict(theta_alpha=10, theta_beta=5, iterations=5)
+    whole = DenseCRF(window=None, **params)(image, probs)
+    monkeypatch.setattr(dense_crf, "WHOLE_IMAGE_PIXELS", 0)
+    crf = DenseCRF(window=64, **params)  # margin 3 theta_alpha = 30: 3x4 windows
+    windowed = crf(image, probs)
+    assert (windowed.argmax(0) == whole.argmax(0)).mean() >= 0.999
+    assert not np.array_equal(windowed, whole)  # windows really ran (they see less context)
+    in_place = probs.copy()
+    assert crf(image, in_place, out=in_place) is in_place
+    np.testing.assert_array_equal(in_place, windowed)  # originals kept aside for later windows' margins
+    no_margin = DenseCRF(window=64, margin=0, **params)(image, probs)
+    assert np.abs(no_margin - whole).mean() > 3 * np.abs(windowed - whole).mean()  # the margin matters
+
+
+def test_bad_windows():
+    with pytest.raises(ValueError, match="window must be an integer at least the margin"):
+        DenseCRF(window=100)  # margin 3 x 67 = 201
+    with pytest.raises(ValueError, match="out must be float32"):
+        image, probs, _ = synthetic_case(20, 30, 3)
+        DenseCRF()(image, probs, out=np.empty((3, 20, 30), np.float64))

@@ -19,6 +19,7 @@ from . import lattice as lat
 from ._jit import PREFETCH_AHEAD, get_num_threads, jit, prefetch
 
 PROB_FLOOR = 1e-5  # pydensecrf's unary_from_softmax clip
+WHOLE_IMAGE_PIXELS = 2048 * 1024  # larger images are refined in overlapping windows (bounded memory)
 SUM_TOLERANCE = 1e-3  # how far a pixel's probabilities may sum from 1
 
 
@@ -42,6 +43,11 @@ class DenseCRF:
     warning if that changes values). ``iterations=0`` returns Q0 = softmax(log(clip(probs, 1e-5))).
     Threads: numba's count (``numba.set_num_threads``, ``NUMBA_NUM_THREADS``); one image shares
     every step among them, ``batch`` runs one image per thread.
+
+    Images above WHOLE_IMAGE_PIXELS are refined in windows of ``window`` x ``window`` pixels, each
+    with ``margin`` more pixels of context on every side (default 3 theta_alpha, the bilateral
+    kernel's reach): the working memory depends on the window and the image width, not its
+    height. ``window=None`` refines every image whole.
     """
 
     def __init__(
@@ -52,6 +58,8 @@ class DenseCRF:
         w2: float = 3.0,
         theta_gamma: float = 1.0,
         iterations: int = 10,
+        window: int | None = 768,
+        margin: int | None = None,
     ) -> None:
         for name, value in (("theta_alpha", theta_alpha), ("theta_beta", theta_beta), ("theta_gamma", theta_gamma)):
             if not (np.isfinite(value) and value > 0):
@@ -63,6 +71,12 @@ class DenseCRF:
             raise ValueError(f"iterations must be a non-negative integer, got {iterations}")
         self.w1, self.theta_alpha, self.theta_beta = float(w1), float(theta_alpha), float(theta_beta)
         self.w2, self.theta_gamma, self.iterations = float(w2), float(theta_gamma), int(iterations)
+        self.margin = int(margin if margin is not None else np.ceil(3 * self.theta_alpha))
+        if window is not None and not (int(window) == window and self.margin <= window):
+            raise ValueError(f"window must be an integer at least the margin ({self.margin}), got {window}")
+        if self.margin < 0:
+            raise ValueError(f"margin must be non-negative, got {margin}")
+        self.window = None if window is None else int(window)
 
     def __repr__(self) -> str:
         return (
@@ -70,25 +84,82 @@ class DenseCRF:
             f"w2={self.w2:g}, theta_gamma={self.theta_gamma:g}, iterations={self.iterations})"
         )
 
-    def __call__(self, image: np.ndarray, probs: np.ndarray, from_logits: bool = False) -> np.ndarray:
-        """Refine ``probs`` (or logits, with ``from_logits=True``) CxHxW on ``image`` HxWx3."""
+    def __call__(
+        self, image: np.ndarray, probs: np.ndarray, from_logits: bool = False, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Refine ``probs`` (or logits, with ``from_logits=True``) CxHxW on ``image`` HxWx3.
+
+        ``out``: a float32 CxHxW array for the result, which may be ``probs`` itself (refined in
+        place: with windows, a big image then needs no second copy of its probabilities).
+        """
         workers = get_num_threads()
         if workers <= 1:
-            return self._run(image, probs, from_logits)
+            return self._refine(image, probs, from_logits, out)
         with ThreadPoolExecutor(workers) as pool:
-            return self._run(image, probs, from_logits, lambda fn, items: list(pool.map(fn, items)), workers)
+            return self._refine(image, probs, from_logits, out, lambda fn, items: list(pool.map(fn, items)), workers)
 
-    def batch(self, images, probs_list, from_logits: bool = False) -> list[np.ndarray]:
-        """Refine several images, one per thread (numba's thread count: ``numba.set_num_threads``)."""
-        if len(images) != len(probs_list):
+    def batch(self, images, probs_list, from_logits: bool = False, out: list | None = None) -> list[np.ndarray]:
+        """Refine several images, one per thread (numba's thread count: ``numba.set_num_threads``);
+        ``out``: a list of arrays for the results, as in ``__call__``."""
+        if len(images) != len(probs_list) or (out is not None and len(out) != len(images)):
             raise ValueError(f"{len(images)} images but {len(probs_list)} probability maps")
+        outs = out if out is not None else [None] * len(images)
+        jobs = list(zip(images, probs_list, outs))
+        if len(jobs) == 1:  # one image: its steps shared by the threads
+            return [self(*jobs[0][:2], from_logits, jobs[0][2])]
         workers = min(len(images), get_num_threads())
         if workers <= 1:
-            return [self._run(image, probs, from_logits) for image, probs in zip(images, probs_list)]
+            return [self._refine(image, probs, from_logits, where) for image, probs, where in jobs]
         with ThreadPoolExecutor(workers) as pool:
-            return list(pool.map(lambda pair: self._run(*pair, from_logits), zip(images, probs_list)))
+            return list(pool.map(lambda job: self._refine(job[0], job[1], from_logits, job[2]), jobs))
 
-    def _run(self, image, probs, from_logits: bool, run=lat.serial, parts: int = 1) -> np.ndarray:
+    def _refine(self, image, probs, from_logits: bool, out, run=lat.serial, parts: int = 1) -> np.ndarray:
+        """One image, whole or in windows, into ``out`` (a new array if None)."""
+        probs = np.asarray(probs)
+        if probs.ndim == 3 and out is not None and (out.shape != probs.shape or out.dtype != np.float32):
+            raise ValueError(
+                f"out must be float32 of the probabilities' shape {probs.shape}, got {out.dtype} {out.shape}"
+            )
+        if self.window is None or probs.ndim != 3 or probs.shape[1] * probs.shape[2] <= WHOLE_IMAGE_PIXELS:
+            result = self._run(image, probs, from_logits, run, parts)
+            if out is None:
+                return result
+            out[...] = result
+            return out
+        return self._windowed(as_rgb(image), probs, from_logits, out, run, parts)
+
+    def _windowed(self, image, probs, from_logits: bool, out, run, parts: int) -> np.ndarray:
+        """Refine window by window, the margins giving context; ``out`` may be ``probs``.
+
+        Originals that later windows still read as context (the bottom margin rows of each window,
+        its right margin columns) are kept aside before the window's core is written.
+        """
+        c, h, w = probs.shape
+        if image.shape[:2] != (h, w):
+            raise ValueError(f"image is {image.shape[0]}x{image.shape[1]} but probs are {c}x{h}x{w} (C x H x W)")
+        for top in range(0, h, 256):  # check everything before writing anything
+            as_probs(probs[:, top : top + 256], from_logits)
+        out = np.empty((c, h, w), np.float32) if out is None else out
+        size, m = self.window, self.margin
+        above = np.empty((c, m, w), np.float32)  # original rows y0-m..y0 of the band being refined
+        for y0 in range(0, h, size):
+            y1 = min(y0 + size, h)
+            below = np.array(probs[:, max(y1 - m, y0) : y1], np.float32)  # the next band's top context
+            left = None  # original columns x0-m..x0, rows y0..y1, of the window to the left
+            for x0 in range(0, w, size):
+                x1 = min(x0 + size, w)
+                top, bottom, first, last = max(y0 - m, 0), min(y1 + m, h), max(x0 - m, 0), min(x1 + m, w)
+                crop = np.array(probs[:, top:bottom, first:last], np.float32)
+                crop[:, : y0 - top] = above[:, m - (y0 - top) :, first:last]
+                if left is not None:
+                    crop[:, y0 - top : y1 - top, : x0 - first] = left[:, :, left.shape[2] - (x0 - first) :]
+                left = np.array(probs[:, y0:y1, max(x1 - m, x0) : x1], np.float32)
+                refined = self._run(image[top:bottom, first:last], crop, from_logits, run, parts, (top, first))
+                out[:, y0:y1, x0:x1] = refined[:, y0 - top : y1 - top, x0 - first : x1 - first]
+            above[:, m - below.shape[1] :] = below
+        return out
+
+    def _run(self, image, probs, from_logits: bool, run=lat.serial, parts: int = 1, origin=(0, 0)) -> np.ndarray:
         """One image; ``run(fn, items)`` (a thread pool's map, waited for) shares each step in ``parts``."""
         probs = as_probs(probs, from_logits)
         c, h, w = probs.shape
@@ -99,14 +170,15 @@ class DenseCRF:
         q = np.empty_like(energy)
         softmax_update(q, energy, _NO_KERNEL, _NO_KERNEL, c, 0, h * w)
         if self.iterations:
-            kernels = self._kernels(image, run, parts)
+            kernels = self._kernels(image, run, parts, origin)
             mean_field(energy, q, c, kernels, self.iterations, run, parts)
         return np.ascontiguousarray(q[:, :c].T).reshape(c, h, w)
 
-    def _kernels(self, image: np.ndarray, run, parts: int) -> list[_Kernel]:
+    def _kernels(self, image: np.ndarray, run, parts: int, origin=(0, 0)) -> list[_Kernel]:
         """The Gaussian (w2) and bilateral (w1) kernels, those of non-zero weight."""
         h, w = image.shape[:2]
         ys, xs = np.indices((h, w), dtype=np.float32).reshape(2, -1)
+        ys, xs = ys + np.float32(origin[0]), xs + np.float32(origin[1])  # a window's place in the image
         gamma, alpha, beta = (np.float32(t) for t in (self.theta_gamma, self.theta_alpha, self.theta_beta))
         kernels = []
         if self.w2:

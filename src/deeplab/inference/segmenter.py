@@ -28,6 +28,7 @@ from PIL import Image
 from torch import nn
 
 from deeplab.constants import IMAGENET_MEAN, IMAGENET_STD
+from deeplab.crf import DenseCRF
 from deeplab.devices import autocast_dtype, check_precision, fast_bf16, resolve_device
 from deeplab.imageio import to_rgb
 from deeplab.inference.backends import build_backend, choose_backend
@@ -172,12 +173,11 @@ class Segmenter:
         """The CRF (when set) and the argmax of ``probabilities(images)``: the CPU part of predict_batch,
         which can run on another thread while the network computes the next images."""
         rgbs = [_as_rgb(image) for image in images]
-        if self.crf is not None:  # several images: one per CRF thread (DenseCRF.batch)
-            refine = getattr(self.crf, "batch", None)
+        if isinstance(self.crf, DenseCRF):  # in place (no second copy of big maps), one image per thread
             arrays = [p.numpy() for p in probs]
-            refined = (
-                refine(rgbs, arrays) if refine and len(rgbs) > 1 else [self.crf(r, a) for r, a in zip(rgbs, arrays)]
-            )
+            self.crf.batch(rgbs, arrays, out=arrays)
+        elif self.crf is not None:
+            refined = [self.crf(r, p.numpy()) for r, p in zip(rgbs, probs)]
             probs = [torch.from_numpy(np.asarray(q, dtype=np.float32)) for q in refined]
         return [Prediction(p.argmax(0).numpy(), p.numpy()) for p in probs]
 
