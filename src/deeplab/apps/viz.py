@@ -31,9 +31,13 @@ def overlay(image: np.ndarray, labels: np.ndarray, palette: Sequence[Sequence[in
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
     if image.shape[:2] != np.shape(labels):
         raise ValueError(f"image {image.shape[:2]} and labels {np.shape(labels)} differ in size")
-    colours = colorize(labels, palette).astype(np.float32)
-    blended = (1.0 - alpha) * image.astype(np.float32) + alpha * colours
-    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    out = np.empty(image.shape[:2] + (3,), np.uint8)
+    for top in range(0, len(out), 256):  # in bands of rows: a 4000x3000 photo needs no float copies
+        rows = slice(top, top + 256)
+        colours = colorize(labels[rows], palette).astype(np.float32)
+        blended = (1.0 - alpha) * image[rows, :, :3].astype(np.float32) + alpha * colours
+        out[rows] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def draw_legend(
@@ -69,7 +73,7 @@ def overlay_with_legend(
     alpha: float = 0.5,
 ) -> np.ndarray:
     """Overlay of the label map on the image, with a legend of the classes present."""
-    present = [int(c) for c in np.unique(labels) if c != 255]
+    present = [int(c) for c in np.flatnonzero(np.bincount(np.asarray(labels).ravel(), minlength=256)) if c != 255]
     return draw_legend(overlay(image, labels, palette, alpha), present, classes, palette)
 
 
