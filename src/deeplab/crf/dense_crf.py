@@ -168,7 +168,7 @@ class DenseCRF:
             raise ValueError(f"image is {image.shape[0]}x{image.shape[1]} but probs are {c}x{h}x{w} (C x H x W)")
         energy = unary_energy(probs)
         q = np.empty_like(energy)
-        softmax_update(q, energy, _NO_KERNEL, _NO_KERNEL, c, 0, h * w)
+        run(lambda span: softmax_update(q, energy, _NO_KERNEL, _NO_KERNEL, c, *span), lat.spans(h * w, parts))
         if self.iterations:
             kernels = self._kernels(image, run, parts, origin)
             mean_field(energy, q, c, kernels, self.iterations, run, parts)
@@ -180,15 +180,14 @@ class DenseCRF:
         ys, xs = np.indices((h, w), dtype=np.float32).reshape(2, -1)
         ys, xs = ys + np.float32(origin[0]), xs + np.float32(origin[1])  # a window's place in the image
         gamma, alpha, beta = (np.float32(t) for t in (self.theta_gamma, self.theta_alpha, self.theta_beta))
-        kernels = []
+        terms = []
         if self.w2:
-            lattice = lat.build(np.stack([xs / gamma, ys / gamma], 1), run, parts)
-            kernels.append(make_kernel(lattice, self.w2))
+            terms.append((self.w2, lat.build(np.stack([xs / gamma, ys / gamma], 1), run, parts)))
         if self.w1:
             rgb = image.reshape(-1, 3).astype(np.float32)
-            lattice = lat.build(np.concatenate([np.stack([xs / alpha, ys / alpha], 1), rgb / beta], 1), run, parts)
-            kernels.append(make_kernel(lattice, self.w1))
-        return kernels
+            features = np.concatenate([np.stack([xs / alpha, ys / alpha], 1), rgb / beta], 1)
+            terms.append((self.w1, lat.build(features, run, parts)))
+        return run(lambda term: make_kernel(term[1], term[0]), terms)  # the two normalisations at once
 
 
 def unary_energy(probs: np.ndarray) -> np.ndarray:
