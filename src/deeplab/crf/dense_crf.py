@@ -215,7 +215,9 @@ def mean_field(
 
     Every step is split in ``parts`` that ``run`` maps over: the splat by point ranges (each part
     into a buffer of its own, then the buffers summed by vertex ranges), each blur direction by
-    vertex ranges, the slice + softmax by point ranges.
+    vertex ranges, the slice + softmax by point ranges. Vertices are numbered in the order points
+    first touch them, so each part's points touch a narrow range of vertices: only that range of
+    its buffer is cleared and summed.
     """
     if not kernels:
         return q
@@ -225,14 +227,20 @@ def mean_field(
     point_spans = lat.spans(len(q), parts)
     directions = max(len(k.lattice.neighbours) for k in kernels)
 
+    touched = [[_touched(k.lattice.offsets[lo:hi]) for lo, hi in point_spans] for k in kernels]
+
     def splat(part: int) -> None:
-        for kernel, own in zip(kernels, private):
-            lat.splat(own[part], kernel.lattice.offsets, kernel.splat_weights, q, *point_spans[part])
+        for kernel, own, ranges in zip(kernels, private, touched):
+            lat.splat(own[part], kernel.lattice.offsets, kernel.splat_weights, q, *point_spans[part], *ranges[part])
 
     def add(part: int) -> None:
-        for own, span in zip(private, vertex_spans):
-            for other in own[1:]:
-                lat.add_rows(own[0], other, *span[part])
+        for own, span, ranges in zip(private, vertex_spans, touched):
+            lo, hi = span[part]
+            (first, last), target = ranges[0], own[0]
+            target[lo : min(hi, first)] = 0.0  # rows that part 0 did not write
+            target[max(lo, last) : hi] = 0.0
+            for other, (first, last) in zip(own[1:], ranges[1:]):
+                lat.add_rows(target, other, max(lo, first), min(hi, last))
 
     def blur(j: int, part: int) -> None:
         for kernel, pair, span in zip(kernels, buffers, vertex_spans):
@@ -250,6 +258,11 @@ def mean_field(
             run(lambda part, j=j: blur(j, part), range(parts))
         run(lambda span: softmax_update(q, energy, a, b, c, *span), point_spans)
     return q
+
+
+def _touched(offsets: np.ndarray) -> tuple[int, int]:
+    """The range first <= v < last of the vertices that these points' corners touch."""
+    return (int(offsets.min()), int(offsets.max()) + 1) if offsets.size else (0, 0)
 
 
 _NO_KERNEL = (np.zeros((1, 1), np.float32), np.zeros((1, 0), np.int32), np.zeros((1, 0), np.float32))

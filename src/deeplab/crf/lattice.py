@@ -230,13 +230,14 @@ def _neighbours(unique, table, out, lo, hi):  # pragma: no cover - compiled
 
 
 @jit()
-def splat(values, offsets, weights, source, lo, hi):  # pragma: no cover - compiled
-    """values[v] = sum of weights * source over the corners at vertex v of the points lo <= p < hi.
+def splat(values, offsets, weights, source, lo, hi, first, last):  # pragma: no cover - compiled
+    """values[v] = sum of weights * source over the corners at vertex v of the points lo <= p < hi,
+    for the vertices first <= v < last that those points touch (the only rows it writes).
 
     Threads splat their own ranges of points into buffers of their own, then ``add_rows`` sums them.
     """
     c = source.shape[1]
-    values[:] = 0.0
+    values[first:last] = 0.0
     for p in range(lo, hi):
         if p + PREFETCH_AHEAD < hi:
             for j in range(offsets.shape[1]):
@@ -306,7 +307,7 @@ def filter_(lattice: Lattice, source: np.ndarray) -> np.ndarray:
     source = np.ascontiguousarray(source, dtype=np.float32)
     m = lattice.num_vertices
     values, scratch = buffers(lattice, source.shape[1])
-    splat(values, lattice.offsets, lattice.weights, source, 0, len(source))
+    splat(values, lattice.offsets, lattice.weights, source, 0, len(source), 0, m)
     src, dst = values, scratch
     for j in range(len(lattice.neighbours)):
         blur_step(dst, src, lattice.neighbours, j, 0, m)
