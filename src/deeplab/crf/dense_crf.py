@@ -81,7 +81,8 @@ class DenseCRF:
     def __repr__(self) -> str:
         return (
             f"DenseCRF(w1={self.w1:g}, theta_alpha={self.theta_alpha:g}, theta_beta={self.theta_beta:g}, "
-            f"w2={self.w2:g}, theta_gamma={self.theta_gamma:g}, iterations={self.iterations})"
+            f"w2={self.w2:g}, theta_gamma={self.theta_gamma:g}, iterations={self.iterations}, "
+            f"window={self.window}, margin={self.margin})"
         )
 
     def __call__(
