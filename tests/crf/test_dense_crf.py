@@ -234,6 +234,6 @@ def test_big_images_are_refined_in_windows_close_to_the_whole_image(monkeypatch)
 def test_bad_windows():
     with pytest.raises(ValueError, match="window must be an integer at least the margin"):
         DenseCRF(window=100)  # margin 3 x 67 = 201
-    with pytest.raises(ValueError, match="out must be float32"):
+    with pytest.raises(ValueError, match="out must be a C-contiguous float32"):
         image, probs, _ = synthetic_case(20, 30, 3)
         DenseCRF()(image, probs, out=np.empty((3, 20, 30), np.float64))

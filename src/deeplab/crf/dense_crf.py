@@ -117,16 +117,13 @@ class DenseCRF:
     def _refine(self, image, probs, from_logits: bool, out, run=lat.serial, parts: int = 1) -> np.ndarray:
         """One image, whole or in windows, into ``out`` (a new array if None)."""
         probs = np.asarray(probs)
-        if probs.ndim == 3 and out is not None and (out.shape != probs.shape or out.dtype != np.float32):
+        if probs.ndim == 3 and out is not None and not _fits(out, probs.shape):
             raise ValueError(
-                f"out must be float32 of the probabilities' shape {probs.shape}, got {out.dtype} {out.shape}"
+                f"out must be a C-contiguous float32 array of the probabilities' shape {probs.shape}, "
+                f"got {out.dtype} {out.shape}"
             )
         if self.window is None or probs.ndim != 3 or probs.shape[1] * probs.shape[2] <= WHOLE_IMAGE_PIXELS:
-            result = self._run(image, probs, from_logits, run, parts)
-            if out is None:
-                return result
-            out[...] = result
-            return out
+            return self._run(image, probs, from_logits, run, parts, out=out)
         return self._windowed(as_rgb(image), probs, from_logits, out, run, parts)
 
     def _windowed(self, image, probs, from_logits: bool, out, run, parts: int) -> np.ndarray:
@@ -160,20 +157,27 @@ class DenseCRF:
             above[:, m - below.shape[1] :] = below
         return out
 
-    def _run(self, image, probs, from_logits: bool, run=lat.serial, parts: int = 1, origin=(0, 0)) -> np.ndarray:
-        """One image; ``run(fn, items)`` (a thread pool's map, waited for) shares each step in ``parts``."""
+    def _run(
+        self, image, probs, from_logits: bool, run=lat.serial, parts: int = 1, origin=(0, 0), out=None
+    ) -> np.ndarray:
+        """One image into ``out`` (new if None); ``run(fn, items)`` (a thread pool's map, waited for)
+        shares each step in ``parts``; ``origin``: where the image lies in a bigger one."""
         probs = as_probs(probs, from_logits)
         c, h, w = probs.shape
         image = as_rgb(image)
         if image.shape[:2] != (h, w):
             raise ValueError(f"image is {image.shape[0]}x{image.shape[1]} but probs are {c}x{h}x{w} (C x H x W)")
-        energy = unary_energy(probs)
+        point_spans = lat.spans(h * w, parts)
+        energy = np.empty((h * w, -(-c // LANES) * LANES), np.float32)
+        run(lambda span: _unary(probs.reshape(c, h * w), energy, *span), point_spans)
         q = np.empty_like(energy)
-        run(lambda span: softmax_update(q, energy, _NO_KERNEL, _NO_KERNEL, c, *span), lat.spans(h * w, parts))
+        run(lambda span: softmax_update(q, energy, _NO_KERNEL, _NO_KERNEL, c, *span), point_spans)
         if self.iterations:
             kernels = self._kernels(image, run, parts, origin)
             mean_field(energy, q, c, kernels, self.iterations, run, parts)
-        return np.ascontiguousarray(q[:, :c].T).reshape(c, h, w)
+        out = np.empty((c, h, w), np.float32) if out is None else out
+        run(lambda span: _by_class(q, out.reshape(c, h * w), *span), point_spans)
+        return out
 
     def _kernels(self, image: np.ndarray, run, parts: int, origin=(0, 0)) -> list[_Kernel]:
         """The Gaussian (w2) and bilateral (w1) kernels, those of non-zero weight."""
@@ -191,13 +195,30 @@ class DenseCRF:
         return run(lambda term: make_kernel(term[1], term[0]), terms)  # the two normalisations at once
 
 
-def unary_energy(probs: np.ndarray) -> np.ndarray:
-    """-U = log(clip(p, 1e-5)) as N x C', the classes padded to C' (a multiple of LANES) with -inf."""
-    c, h, w = probs.shape
-    padded = -(-c // LANES) * LANES
-    energy = np.full((h * w, padded), -np.inf, np.float32)
-    energy[:, :c] = np.log(np.clip(probs.reshape(c, h * w).T, PROB_FLOOR, 1.0))
-    return energy
+def _fits(out: np.ndarray, shape: tuple) -> bool:
+    """Whether ``out`` can take refined probabilities of this shape in place."""
+    return out.shape == shape and out.dtype == np.float32 and out.flags.c_contiguous and out.flags.writeable
+
+
+@jit()
+def _unary(probs, energy, lo, hi):  # pragma: no cover - compiled
+    """energy[p] = -U = log(clip(probs[:, p], 1e-5, 1)) for lo <= p < hi (C x N in, N x C' out);
+    the padded classes get -inf."""
+    c, width = probs.shape[0], energy.shape[1]
+    floor = np.float32(PROB_FLOOR)
+    for p in range(lo, hi):
+        for ch in range(c):
+            energy[p, ch] = np.log(min(max(probs[ch, p], floor), np.float32(1.0)))
+        for ch in range(c, width):
+            energy[p, ch] = -np.inf
+
+
+@jit()
+def _by_class(q, out, lo, hi):  # pragma: no cover - compiled
+    """out[:, p] = q[p, :C] for lo <= p < hi: back from N x C' to C x N."""
+    for p in range(lo, hi):
+        for ch in range(out.shape[0]):
+            out[ch, p] = q[p, ch]
 
 
 def make_kernel(lattice: lat.Lattice, weight: float) -> _Kernel:
