@@ -162,14 +162,15 @@ class DenseCRF:
     ) -> np.ndarray:
         """One image into ``out`` (new if None); ``run(fn, items)`` (a thread pool's map, waited for)
         shares each step in ``parts``; ``origin``: where the image lies in a bigger one."""
-        probs = as_probs(probs, from_logits)
+        probs = as_probs(probs, from_logits, check=False)
         c, h, w = probs.shape
         image = as_rgb(image)
         if image.shape[:2] != (h, w):
             raise ValueError(f"image is {image.shape[0]}x{image.shape[1]} but probs are {c}x{h}x{w} (C x H x W)")
         point_spans = lat.spans(h * w, parts)
         energy = np.empty((h * w, -(-c // LANES) * LANES), np.float32)
-        run(lambda span: _unary(probs.reshape(c, h * w), energy, *span), point_spans)
+        found = run(lambda span: _unary(probs.reshape(c, h * w), energy, *span), point_spans)
+        _check_probabilities(min(f[0] for f in found), max(f[1] for f in found), all(f[2] for f in found))
         q = np.empty_like(energy)
         run(lambda span: softmax_update(q, energy, _NO_KERNEL, _NO_KERNEL, c, *span), point_spans)
         if self.iterations:
@@ -202,15 +203,24 @@ def _fits(out: np.ndarray, shape: tuple) -> bool:
 
 @jit()
 def _unary(probs, energy, lo, hi):  # pragma: no cover - compiled
-    """energy[p] = -U = log(clip(probs[:, p], 1e-5, 1)) for lo <= p < hi (C x N in, N x C' out);
-    the padded classes get -inf."""
+    """energy[p] = -U = log(clip(probs[:, p], 1e-5, 1)) for lo <= p < hi (C x N in, N x C' out), the
+    padded classes -inf; returns what as_probs checks: the smallest value, the largest |sum - 1|,
+    whether all are finite."""
     c, width = probs.shape[0], energy.shape[1]
     floor = np.float32(PROB_FLOOR)
+    lowest, worst, finite = np.inf, 0.0, True
     for p in range(lo, hi):
+        total = 0.0
         for ch in range(c):
-            energy[p, ch] = np.log(min(max(probs[ch, p], floor), np.float32(1.0)))
+            x = probs[ch, p]
+            finite &= np.isfinite(x)
+            lowest = min(lowest, x)
+            total += x
+            energy[p, ch] = np.log(min(max(x, floor), np.float32(1.0)))
+        worst = max(worst, abs(total - 1.0))
         for ch in range(c, width):
             energy[p, ch] = -np.inf
+    return lowest, worst, finite
 
 
 @jit()
@@ -361,27 +371,39 @@ def _exp_parts(x):  # pragma: no cover - compiled
     return p * r * r + r + np.float32(1.0), np.int32(n)
 
 
-def as_probs(probs: np.ndarray, from_logits: bool = False) -> np.ndarray:
-    """Check CxHxW probabilities (or convert logits with a softmax) -> float32 C-contiguous."""
+def as_probs(probs: np.ndarray, from_logits: bool = False, check: bool = True) -> np.ndarray:
+    """Check CxHxW probabilities (or convert logits with a softmax) -> float32 C-contiguous.
+
+    ``check=False`` leaves the values' checks to the caller (the CRF does them in its first pass).
+    """
     probs = np.asarray(probs)
     if probs.ndim != 3 or 0 in probs.shape:
         raise ValueError(f"probs must be C x H x W, got shape {probs.shape}")
     if not np.issubdtype(probs.dtype, np.number):
         raise ValueError(f"probs must be numbers, got dtype {probs.dtype}")
     probs = np.ascontiguousarray(probs, dtype=np.float32)
-    if not np.isfinite(probs).all():
-        raise ValueError("probs contain NaN or infinite values")
     if from_logits:
+        if not np.isfinite(probs).all():
+            raise ValueError("probs contain NaN or infinite values")
         c, h, w = probs.shape
         out = np.empty((h * w, c), np.float32)
         softmax_update(out, np.ascontiguousarray(probs.reshape(c, -1).T), _NO_KERNEL, _NO_KERNEL, c, 0, h * w)
         return np.ascontiguousarray(out.T).reshape(c, h, w)
-    lowest, sums = probs.min(), probs.sum(0)
-    worst = float(np.abs(sums - 1).max())
+    if check:
+        finite = bool(np.isfinite(probs).all())
+        lowest = probs.min() if finite else 0.0
+        _check_probabilities(lowest, float(np.abs(probs.sum(0) - 1).max()) if finite else 0.0, finite)
+    return probs
+
+
+def _check_probabilities(lowest: float, worst: float, finite: bool) -> None:
+    """The errors for values that are not probabilities (from the smallest value, the largest
+    |sum over classes - 1|, and whether all are finite)."""
+    if not finite:
+        raise ValueError("probs contain NaN or infinite values")
     if lowest < 0 or worst > SUM_TOLERANCE:
         problem = f"a negative value {lowest:g}" if lowest < 0 else f"sums over classes off 1 by up to {worst:.3g}"
         raise ValueError(f"probs are not probabilities ({problem}); pass logits with `from_logits=True`")
-    return probs
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
