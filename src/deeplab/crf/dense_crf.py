@@ -19,11 +19,9 @@ from . import lattice as lat
 from ._jit import PREFETCH_AHEAD, get_num_threads, jit, prefetch
 
 PROB_FLOOR = 1e-5  # pydensecrf's unary_from_softmax clip
-WHOLE_IMAGE_PIXELS = 2048 * 1024  # larger images are refined in overlapping windows (bounded memory)
 SUM_TOLERANCE = 1e-3  # how far a pixel's probabilities may sum from 1
-
-
-LANES = 8  # classes are padded to a multiple of this (AVX2's float32 width) so that loops vectorise
+WHOLE_IMAGE_PIXELS = 2048 * 1024  # larger images are refined in overlapping windows (bounded memory)
+LANES = 8  # classes are padded to a multiple of this (AVX2's float32 width): rows of whole vectors
 
 
 @dataclass(frozen=True)
