@@ -132,6 +132,8 @@ def test_threads_and_batch_give_the_same_answer():
         np.testing.assert_array_equal(a, c)  # a batch runs each image on one thread
     with pytest.raises(ValueError, match="2 images but 3"):
         crf.batch([c[0] for c in cases[:2]], [c[1] for c in cases])
+    with pytest.raises(ValueError, match="3 images but 1 arrays in out"):
+        crf.batch([c[0] for c in cases], [c[1] for c in cases], out=[np.empty_like(cases[0][1])])
 
 
 def test_logits():

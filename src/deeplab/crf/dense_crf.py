@@ -100,8 +100,10 @@ class DenseCRF:
     def batch(self, images, probs_list, from_logits: bool = False, out: list | None = None) -> list[np.ndarray]:
         """Refine several images, one per thread (numba's thread count: ``numba.set_num_threads``);
         ``out``: a list of arrays for the results, as in ``__call__``."""
-        if len(images) != len(probs_list) or (out is not None and len(out) != len(images)):
+        if len(images) != len(probs_list):
             raise ValueError(f"{len(images)} images but {len(probs_list)} probability maps")
+        if out is not None and len(out) != len(images):
+            raise ValueError(f"{len(images)} images but {len(out)} arrays in out")
         outs = out if out is not None else [None] * len(images)
         jobs = list(zip(images, probs_list, outs))
         if len(jobs) == 1:  # one image: its steps shared by the threads
