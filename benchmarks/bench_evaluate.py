@@ -4,8 +4,8 @@ The shipped shapes model on the shapes val split. The plain loop is what one wri
 one image at a time, generate/decode, normalise, the eager model at each scale and flip, softmax
 mean, the same DenseCRF, argmax, confusion matrix. Ours is `run_evaluation` (= `deeplab evaluate`,
 trimap off as in the plain loop): batch norm folded, channels_last, images decoded in loader
-workers, batches of one size in one forward pass, the CRF of batch k on a background thread
-while the network computes batch k+1. Each run is a child process (its peak RSS is its memory);
+workers, images of one size batched into cache-sized forward passes, the CRF in turn with the
+network (on the CPU both use every core). Each run is a child process (its peak RSS is its memory);
 prints images/s, the ratio, mIoU of both and whether the confusion matrices are equal.
 
     python benchmarks/bench_evaluate.py [--num-images 200] [--batch-size 8] [--workers 1] [--threads 2]

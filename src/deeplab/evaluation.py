@@ -41,7 +41,7 @@ def accumulate(
 ) -> tuple[ConfusionMatrix, TrimapMetric | None]:
     """Run the predictor over dataset[i] = (image HxWx3 uint8, mask HxW) and count the outcomes;
     samples are decoded in ``workers`` loader processes and segmented ``batch_size`` at a time, the
-    CRF of one batch overlapping the network of the next (``Segmenter.predict_batches``)."""
+    CRF of one batch overlapping the network of the next off the CPU (``Segmenter.predict_batches``)."""
     seg = as_segmenter(predictor)
     num_classes = len(dataset.classes)
     ignore = getattr(dataset, "ignore_index", 255)

@@ -254,9 +254,25 @@ def test_predict_batch_equals_one_at_a_time(model, fusion, flip):
         assert (got.labels == alone.labels).mean() > 0.999
 
 
-def test_predict_batches_overlaps_the_crf_and_keeps_the_order(model):
-    """The CRF of a batch runs on another thread while the network computes the next one; the
-    results come back in order and equal predict_batch's."""
+def test_cpu_batches_run_in_cache_sized_forward_passes(model, monkeypatch):
+    """On the CPU a batch is split into forward passes of at most CPU_FORWARD_PIXELS network-input
+    pixels at each scale (flips included), since bigger passes spill the caches; results unchanged."""
+    seg = Segmenter(model, scales=(1.0, 0.5), flip=True)
+    images = [tiny_image(40, 56, seed=s) for s in range(5)]
+    whole = seg.predict_batch(images)
+    monkeypatch.setattr(inference, "CPU_FORWARD_PIXELS", 2 * 2 * 40 * 56)  # two images and their flips at scale 1
+    batches = []
+    seg.model.register_forward_pre_hook(lambda module, args: batches.append(len(args[0])))
+    split = seg.predict_batch(images)
+    assert batches == [4, 4, 2, 10]  # scale 1: images (0, 1), (2, 3), (4,); scale 0.5: all; flipped too
+    for a, b in zip(whole, split):
+        assert np.abs(a.probs - b.probs).max() < 1e-5
+
+
+@pytest.mark.parametrize("overlap", [True, None])
+def test_predict_batches_overlaps_the_crf_and_keeps_the_order(model, overlap):
+    """With overlap the CRF of a batch runs on another thread while the network computes the next
+    one (by default only off the CPU); the results come back in order and equal predict_batch's."""
     import threading
 
     from deeplab.crf import DenseCRF
@@ -270,8 +286,9 @@ def test_predict_batches_overlaps_the_crf_and_keeps_the_order(model):
 
     seg = Segmenter(model, crf=spy)
     batches = [[tiny_image(32, 40, seed=i), tiny_image(36, 28, seed=i + 10)] for i in range(4)]
-    streamed = list(seg.predict_batches(batches))
-    assert len(streamed) == 4 and all(t.startswith("crf") for t in threads)
+    streamed = list(seg.predict_batches(batches, overlap=overlap))
+    assert len(streamed) == 4 and threads
+    assert all(t.startswith("crf") == bool(overlap) for t in threads)
     for batch, got in zip(batches, streamed):
         for image, prediction in zip(batch, got):
             alone = seg(image)

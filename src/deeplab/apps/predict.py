@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -48,7 +48,8 @@ def predict_files(
     """Segment each image; write NAME.png (palette labels), NAME_overlay.png, NAME_probs.npy.
 
     Images are decoded in ``workers`` loader processes and segmented ``batch_size`` at a time; the
-    CRF (if any) and the writing run on a background thread while the network computes the next batch. A failing image is
+    writing (and the CRF, where ``segmenter.overlaps_crf``) runs on a background thread while the
+    network computes the next batch, at most two batches behind it. A failing image is
     reported and skipped; the others still finish. ``shard=(rank, world_size)`` takes every
     world_size-th image (torchrun); output names are made unique over all the images.
     """
@@ -72,10 +73,15 @@ def predict_files(
             rgbs = [rgb for _, _, rgb in good]
             try:
                 probs = segmenter.probabilities(rgbs)
-            except ValueError as err:  # a network-side failure fails the whole batch, named
+                preds = None if segmenter.overlaps_crf else segmenter.refine(rgbs, probs)
+            except ValueError as err:  # a network or CRF failure fails the whole batch, named
                 failed += [(Path(path), f"{path}: {err}") for path, _, _ in good]
                 continue
-            job = writer.submit(_refine_and_write, segmenter, good, probs, outdir, classes, palette, save_probs, alpha)
+            if len(pending) >= 2:  # bounded memory: wait for the writer to be at most two batches behind
+                wait([pending[-2][1]])
+            job = writer.submit(
+                _refine_and_write, segmenter, good, probs, preds, outdir, classes, palette, save_probs, alpha
+            )
             pending.append(([Path(path) for path, _, _ in good], job))
             bar.update(len(batch))
         for paths, job in pending:
@@ -93,11 +99,15 @@ def predict_files(
     return BatchResult(done, failed, time.perf_counter() - start)
 
 
-def _refine_and_write(segmenter: Segmenter, good: list, probs: list, outdir: Path, *args: Any) -> list:
-    """The CRF and argmax of one batch, then its files (on the writer thread): each image's write
-    error (an Exception) or None."""
+def _refine_and_write(
+    segmenter: Segmenter, good: list, probs: list, preds: list | None, outdir: Path, *args: Any
+) -> list:
+    """The CRF and argmax of one batch unless done (``preds``), then its files (on the writer thread):
+    each image's write error (an Exception) or None."""
+    if preds is None:
+        preds = segmenter.refine([rgb for _, _, rgb in good], probs)
     errors: list[Exception | None] = []
-    for (_, stem, rgb), pred in zip(good, segmenter.refine([rgb for _, _, rgb in good], probs)):
+    for (_, stem, rgb), pred in zip(good, preds):
         try:
             _write(outdir, stem, rgb, pred, *args)
             errors.append(None)

@@ -35,6 +35,10 @@ from deeplab.inference.backends import build_backend, choose_backend
 from deeplab.inference.tiling import axis_plan, ramp, window_starts
 
 DEFAULT_TILE = (513, 513)
+# Network-input pixels per forward pass on the CPU: a batch beyond this spills the caches and runs
+# slower per image (shipped model, 2-core CPU: 256x256 inputs took 42 ms each in passes of 16, 25 ms
+# in passes of 4, 34 ms alone), so larger batches are split; GPUs take the batch whole.
+CPU_FORWARD_PIXELS = 1 << 18
 
 PRESETS: dict[str, dict[str, Any]] = {
     # DeepLab v2 (Chen et al. 2017), MSC: max over the score maps at scales 1, 0.75, 0.5.
@@ -132,12 +136,16 @@ class Segmenter:
         rgbs = [_as_rgb(image) for image in images]
         return self.refine(rgbs, self.probabilities(rgbs))
 
-    def predict_batches(self, batches: Iterable[Sequence[Any]], depth: int = 2) -> Iterator[list[Prediction]]:
-        """``predict_batch`` over a stream of batches, in order, with the CRF (and the argmax) of
-        batch k running on a background thread while the network computes batch k+1. The CRF
-        releases the GIL, so the CPU cores the network leaves idle do the CRF; at most ``depth``
-        batches wait for it (bounded memory). Results equal ``predict_batch``'s."""
-        if self.crf is None:
+    def predict_batches(
+        self, batches: Iterable[Sequence[Any]], depth: int = 2, overlap: bool | None = None
+    ) -> Iterator[list[Prediction]]:
+        """``predict_batch`` over a stream of batches, in order. With ``overlap`` the CRF (and the
+        argmax) of batch k runs on a background thread while the network computes batch k+1, at most
+        ``depth`` batches waiting for it (bounded memory); by default ``overlaps_crf``. Results
+        equal ``predict_batch``'s."""
+        if overlap is None:
+            overlap = self.overlaps_crf
+        if self.crf is None or not overlap:
             for batch in batches:
                 yield self.predict_batch(batch)
             return
@@ -150,6 +158,13 @@ class Segmenter:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
+
+    @property
+    def overlaps_crf(self) -> bool:
+        """Whether the CRF is best run beside the network (on another thread): only when the network
+        runs off the CPU. On the CPU both use every core, and overlapping them was slower (shapes
+        val, scales + flip + CRF, 2 cores: 1.41-1.47 img/s overlapped, 1.52-1.57 in turn)."""
+        return self.crf is not None and self.device.type != "cpu"
 
     @torch.inference_mode()
     def probabilities(self, images: Sequence[np.ndarray | Image.Image]) -> list[torch.Tensor]:
@@ -240,25 +255,39 @@ class Segmenter:
         height, width = rgbs[0].shape[:2]
         scaled = (max(1, round(height * scale)), max(1, round(width * scale)))
         if box is None or box == (0, height, 0, width):
-            x = torch.cat([self._normalise(rgb) for rgb in rgbs])
-            if scaled != (height, width):
-                x = F.interpolate(x, size=scaled, mode="bilinear", align_corners=False)
-            out = self._run_flipped(x)
-            if scaled != (height, width):
-                size = (height, width)
-                out = F.interpolate(out.flatten(0, 1), size=size, mode="bilinear", align_corners=False)
-                out = out.unflatten(0, (-1, len(rgbs)))
-        else:
-            (rgb,) = rgbs
-            rows = axis_plan(box[0], box[1], height, scaled[0], self.output_stride)
-            cols = axis_plan(box[2], box[3], width, scaled[1], self.output_stride)
-            to_rows, to_cols, back_rows, back_cols = (m.to(self.device) for m in (rows[1], cols[1], rows[2], cols[2]))
-            x = self._normalise(rgb[rows[0], cols[0]])
-            x = torch.einsum("ih,nchw,jw->ncij", to_rows, x, to_cols)
-            out = torch.einsum("ih,fnchw,jw->fncij", back_rows, self._run_flipped(x), back_cols)
-        if self.fusion == "mean":
-            out = out.softmax(2)
-        return out.mean(0)
+            step = self._images_per_pass(scaled)
+            parts = [self._whole_at_scale(rgbs[i : i + step], scaled) for i in range(0, len(rgbs), step)]
+            return parts[0] if len(parts) == 1 else torch.cat(parts)
+        (rgb,) = rgbs
+        rows = axis_plan(box[0], box[1], height, scaled[0], self.output_stride)
+        cols = axis_plan(box[2], box[3], width, scaled[1], self.output_stride)
+        to_rows, to_cols, back_rows, back_cols = (m.to(self.device) for m in (rows[1], cols[1], rows[2], cols[2]))
+        x = self._normalise(rgb[rows[0], cols[0]])
+        x = torch.einsum("ih,nchw,jw->ncij", to_rows, x, to_cols)
+        return self._flip_mean(torch.einsum("ih,fnchw,jw->fncij", back_rows, self._run_flipped(x), back_cols))
+
+    def _images_per_pass(self, scaled: tuple[int, int]) -> int:
+        """How many images of this network-input size go through one forward pass: on the CPU as
+        many as CPU_FORWARD_PIXELS allows (flips included), at least one; elsewhere all of them."""
+        if self.device.type != "cpu":
+            return 1 << 30
+        return max(1, CPU_FORWARD_PIXELS // (scaled[0] * scaled[1] * (1 + self.flip)))
+
+    def _whole_at_scale(self, rgbs: list[np.ndarray], scaled: tuple[int, int]) -> torch.Tensor:
+        """``_at_scale`` of whole images of one size in one forward pass (flips included)."""
+        height, width = rgbs[0].shape[:2]
+        x = torch.cat([self._normalise(rgb) for rgb in rgbs])
+        if scaled != (height, width):
+            x = F.interpolate(x, size=scaled, mode="bilinear", align_corners=False)
+        out = self._run_flipped(x)
+        if scaled != (height, width):
+            out = F.interpolate(out.flatten(0, 1), size=(height, width), mode="bilinear", align_corners=False)
+            out = out.unflatten(0, (-1, len(rgbs)))
+        return self._flip_mean(out)
+
+    def _flip_mean(self, out: torch.Tensor) -> torch.Tensor:
+        """F,N,C,H,W logits -> N,C,H,W: the mean over the flips, of probabilities for "mean" fusion."""
+        return (out.softmax(2) if self.fusion == "mean" else out).mean(0)
 
     def _run_flipped(self, x: torch.Tensor) -> torch.Tensor:
         """Logits F,N,C,H,W of x (F = 1), or of x and its mirror image flipped back (F = 2)."""
