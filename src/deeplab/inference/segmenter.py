@@ -255,7 +255,7 @@ class Segmenter:
         height, width = rgbs[0].shape[:2]
         scaled = (max(1, round(height * scale)), max(1, round(width * scale)))
         if box is None or box == (0, height, 0, width):
-            step = self._images_per_pass(scaled)
+            step = self._images_per_pass(scaled, len(rgbs))
             parts = [self._whole_at_scale(rgbs[i : i + step], scaled) for i in range(0, len(rgbs), step)]
             return parts[0] if len(parts) == 1 else torch.cat(parts)
         (rgb,) = rgbs
@@ -266,11 +266,11 @@ class Segmenter:
         x = torch.einsum("ih,nchw,jw->ncij", to_rows, x, to_cols)
         return self._flip_mean(torch.einsum("ih,fnchw,jw->fncij", back_rows, self._run_flipped(x), back_cols))
 
-    def _images_per_pass(self, scaled: tuple[int, int]) -> int:
-        """How many images of this network-input size go through one forward pass: on the CPU as
-        many as CPU_FORWARD_PIXELS allows (flips included), at least one; elsewhere all of them."""
+    def _images_per_pass(self, scaled: tuple[int, int], count: int) -> int:
+        """How many of ``count`` images of this network-input size go through one forward pass: on
+        the CPU as many as CPU_FORWARD_PIXELS allows (flips included), at least one; elsewhere all."""
         if self.device.type != "cpu":
-            return 1 << 30
+            return count
         return max(1, CPU_FORWARD_PIXELS // (scaled[0] * scaled[1] * (1 + self.flip)))
 
     def _whole_at_scale(self, rgbs: list[np.ndarray], scaled: tuple[int, int]) -> torch.Tensor:
