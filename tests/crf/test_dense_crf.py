@@ -115,9 +115,10 @@ def test_zero_iterations_returns_q0():
     np.testing.assert_allclose(q, expected / expected.sum(0), rtol=1e-5)
 
 
-def test_threads_and_batch_give_the_same_answer():
+@pytest.mark.parametrize("w2", [3.0, 0.0])  # two kernels: one per thread; one: each step shared
+def test_threads_and_batch_give_the_same_answer(w2):
     cases = [small_case(20 + 4 * i, 24, 3, seed=i)[:2] for i in range(3)]
-    crf = DenseCRF(theta_alpha=10)
+    crf = DenseCRF(theta_alpha=10, w2=w2)
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
@@ -134,6 +135,18 @@ def test_threads_and_batch_give_the_same_answer():
         crf.batch([c[0] for c in cases[:2]], [c[1] for c in cases])
     with pytest.raises(ValueError, match="3 images but 1 arrays in out"):
         crf.batch([c[0] for c in cases], [c[1] for c in cases], out=[np.empty_like(cases[0][1])])
+
+
+def test_the_unarys_vectorised_log_is_within_two_ulp_of_numpys():
+    from deeplab.crf.dense_crf import _log
+
+    x = np.random.default_rng(0).uniform(1e-5, 1, 1000).astype(np.float32)
+    x[:6] = [1e-5, 1.0, 0.5, np.float32(np.sqrt(0.5)), np.nextafter(np.float32(np.sqrt(0.5)), 0), 0.999999]
+    out = np.empty_like(x)
+    _log(x, out, len(x), np.empty(len(x), np.int32), np.empty(len(x), np.float32))
+    ref = np.log(x)
+    assert out[1] == 0.0
+    assert (np.abs(out - ref) <= 2 * np.spacing(np.abs(ref))).all()
 
 
 def test_logits():

@@ -21,6 +21,7 @@ from ._jit import PREFETCH_AHEAD, get_num_threads, jit, prefetch
 PROB_FLOOR = 1e-5  # pydensecrf's unary_from_softmax clip
 SUM_TOLERANCE = 1e-3  # how far a pixel's probabilities may sum from 1
 WHOLE_IMAGE_PIXELS = 2048 * 1024  # larger images are refined in overlapping windows (bounded memory)
+UNARY_BLOCK = 256  # points per block of the unary's vectorised log
 LANES = 8  # classes are padded to a multiple of this (AVX2's float32 width): rows of whole vectors
 
 
@@ -188,12 +189,14 @@ class DenseCRF:
         gamma, alpha, beta = (np.float32(t) for t in (self.theta_gamma, self.theta_alpha, self.theta_beta))
         terms = []
         if self.w2:
-            terms.append((self.w2, lat.build(np.stack([xs / gamma, ys / gamma], 1), run, parts)))
+            terms.append((self.w2, np.stack([xs / gamma, ys / gamma], 1)))
         if self.w1:
             rgb = image.reshape(-1, 3).astype(np.float32)
-            features = np.concatenate([np.stack([xs / alpha, ys / alpha], 1), rgb / beta], 1)
-            terms.append((self.w1, lat.build(features, run, parts)))
-        return run(lambda term: make_kernel(term[1], term[0]), terms)  # the two normalisations at once
+            terms.append((self.w1, np.concatenate([np.stack([xs / alpha, ys / alpha], 1), rgb / beta], 1)))
+        if parts <= len(terms):  # a kernel per thread: the serial hash-table inserts overlap
+            return run(lambda term: make_kernel(lat.build(term[1]), term[0]), terms)
+        lattices = [lat.build(features, run, parts) for _, features in terms]
+        return run(lambda k: make_kernel(lattices[k], terms[k][0]), range(len(terms)))  # normalisations at once
 
 
 def _fits(out: np.ndarray, shape: tuple) -> bool:
@@ -205,22 +208,62 @@ def _fits(out: np.ndarray, shape: tuple) -> bool:
 def _unary(probs, energy, lo, hi):  # pragma: no cover - compiled
     """energy[p] = -U = log(clip(probs[:, p], 1e-5, 1)) for lo <= p < hi (C x N in, N x C' out), the
     padded classes -inf; returns what as_probs checks: the smallest value, the largest |sum - 1|,
-    whether all are finite."""
+    whether all are finite. Blocks of UNARY_BLOCK points, one class at a time: the log vectorises."""
     c, width = probs.shape[0], energy.shape[1]
-    floor = np.float32(PROB_FLOOR)
+    floor, one = np.float32(PROB_FLOOR), np.float32(1.0)
     lowest, worst, finite = np.inf, 0.0, True
-    for p in range(lo, hi):
-        total = 0.0
+    clipped = np.empty(UNARY_BLOCK, np.float32)
+    logs = np.empty(UNARY_BLOCK, np.float32)
+    mantissas = np.empty(UNARY_BLOCK, np.int32)
+    exponents = np.empty(UNARY_BLOCK, np.float32)
+    totals = np.empty(UNARY_BLOCK, np.float64)
+    for start in range(lo, hi, UNARY_BLOCK):
+        n = min(UNARY_BLOCK, hi - start)
+        totals[:n] = 0.0
         for ch in range(c):
-            x = probs[ch, p]
-            finite &= np.isfinite(x)
-            lowest = min(lowest, x)
-            total += x
-            energy[p, ch] = np.log(min(max(x, floor), np.float32(1.0)))
-        worst = max(worst, abs(total - 1.0))
-        for ch in range(c, width):
-            energy[p, ch] = -np.inf
+            row = probs[ch, start : start + n]
+            for i in range(n):
+                x = row[i]
+                finite &= np.isfinite(x)
+                lowest = min(lowest, x)
+                totals[i] += x
+                clipped[i] = min(max(x, floor), one)
+            _log(clipped, logs, n, mantissas, exponents)
+            for i in range(n):
+                energy[start + i, ch] = logs[i]
+        for i in range(n):
+            worst = max(worst, abs(totals[i] - 1.0))
+            for ch in range(c, width):
+                energy[start + i, ch] = -np.inf
     return lowest, worst, finite
+
+
+@jit()
+def _log(x, out, n, mantissas, exponents):  # pragma: no cover - compiled
+    """out[:n] = log(x[:n]) for positive normal float32: Cephes' logf, in loops that vectorise
+    (``mantissas``, ``exponents``: scratch of n, the first loop splits x = m * 2**e, m in [0.5, 1))."""
+    bits = x.view(np.int32)
+    for i in range(n):
+        exponents[i] = np.float32((bits[i] >> 23) - 126)
+        mantissas[i] = (bits[i] & 0x007FFFFF) | 0x3F000000
+    ms = mantissas.view(np.float32)
+    for i in range(n):
+        m, e = ms[i], exponents[i]
+        small = m < np.float32(0.707106781186547524)
+        e = e - np.float32(1.0) if small else e
+        m = (m + m if small else m) - np.float32(1.0)
+        z = m * m
+        y = np.float32(7.0376836292e-2)
+        y = y * m - np.float32(1.1514610310e-1)
+        y = y * m + np.float32(1.1676998740e-1)
+        y = y * m - np.float32(1.2420140846e-1)
+        y = y * m + np.float32(1.4249322787e-1)
+        y = y * m - np.float32(1.6668057665e-1)
+        y = y * m + np.float32(2.0000714765e-1)
+        y = y * m - np.float32(2.4999993993e-1)
+        y = y * m + np.float32(3.3333331174e-1)
+        y = y * m * z + e * np.float32(-2.12194440e-4) - np.float32(0.5) * z
+        out[i] = m + y + e * np.float32(0.693359375)
 
 
 @jit()
