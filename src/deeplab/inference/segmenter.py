@@ -37,7 +37,7 @@ from deeplab.inference.tiling import axis_plan, ramp, window_starts
 DEFAULT_TILE = (513, 513)
 # Network-input pixels per forward pass on the CPU: a batch beyond this spills the caches and runs
 # slower per image (shipped model, 2-core CPU: 256x256 inputs took 42 ms each in passes of 16, 25 ms
-# in passes of 4, 34 ms alone), so larger batches are split; GPUs take the batch whole.
+# in passes of 4, 38 ms alone), so larger batches are split; GPUs take the batch whole.
 CPU_FORWARD_PIXELS = 1 << 18
 
 PRESETS: dict[str, dict[str, Any]] = {
