@@ -332,3 +332,21 @@ def test_auto_backend_falls_back_to_torch(model, monkeypatch):
     assert Segmenter(model, backend="auto").backend == "torch"
     assert Segmenter(model).backend == "torch"  # the default
     assert backends.choose_backend("auto", torch.device("cpu"), "fp16", True, False) == "torch"
+
+
+def test_argmax_is_torchs_with_ties_to_the_first_class():
+    probs = torch.rand(7, 33, 29)
+    probs[:, 0, :5] = 0.5  # every class tied: class 0
+    probs[3:5, 1, :5] = 2.0  # classes 3 and 4 tied at the top: class 3
+    assert torch.equal(inference._argmax(probs), probs.argmax(0))
+    assert (inference._argmax(probs)[0, :5] == 0).all() and (inference._argmax(probs)[1, :5] == 3).all()
+
+
+def test_softmax_of_channels_last_and_contiguous_logits_agree():
+    """The network's channels_last logits take the H,W,C path; both give C-contiguous probabilities."""
+    logits = torch.randn(1, 5, 70, 41) * 10
+    channels_last = inference._softmax(logits.contiguous(memory_format=torch.channels_last)[0], rows=16)
+    plain = inference._softmax(logits[0].clone(), rows=16)
+    assert channels_last.is_contiguous() and plain.is_contiguous()
+    torch.testing.assert_close(channels_last, logits[0].softmax(0), rtol=0, atol=1e-6)
+    torch.testing.assert_close(plain, logits[0].softmax(0), rtol=0, atol=1e-6)

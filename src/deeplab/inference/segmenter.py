@@ -182,7 +182,7 @@ class Segmenter:
             fused = self._fuse([rgbs[i] for i in members]).float().cpu()
             for k, i in enumerate(members):
                 scores[i] = fused[k]
-        return [s if self.fusion == "mean" else _softmax_(s) for s in scores]
+        return [s.contiguous() if self.fusion == "mean" else _softmax(s) for s in scores]
 
     def refine(self, images: Sequence[np.ndarray | Image.Image], probs: list[torch.Tensor]) -> list[Prediction]:
         """The CRF (when set) and the argmax of ``probabilities(images)``: the CPU part of predict_batch,
@@ -194,7 +194,7 @@ class Segmenter:
         elif self.crf is not None:
             refined = [self.crf(r, p.numpy()) for r, p in zip(rgbs, probs)]
             probs = [torch.from_numpy(np.asarray(q, dtype=np.float32)) for q in refined]
-        return [Prediction(p.argmax(0).numpy(), p.numpy()) for p in probs]
+        return [Prediction(_argmax(p).numpy(), p.numpy()) for p in probs]
 
     def _tile_for(self, rgb: np.ndarray) -> tuple[int, int] | None:
         """The window size for this image: the chosen one, the default for large images, or None."""
@@ -286,8 +286,11 @@ class Segmenter:
         return self._flip_mean(out)
 
     def _flip_mean(self, out: torch.Tensor) -> torch.Tensor:
-        """F,N,C,H,W logits -> N,C,H,W: the mean over the flips, of probabilities for "mean" fusion."""
-        return (out.softmax(2) if self.fusion == "mean" else out).mean(0)
+        """F,N,C,H,W logits -> N,C,H,W: the mean over the flips, of probabilities for "mean" fusion.
+        Without flips no copy: the network's channels_last output goes on as it is."""
+        if self.fusion == "mean":
+            out = out.softmax(2)
+        return out[0] if len(out) == 1 else out[0].add(out[1]).div_(2)
 
     def _run_flipped(self, x: torch.Tensor) -> torch.Tensor:
         """Logits F,N,C,H,W of x (F = 1), or of x and its mirror image flipped back (F = 2)."""
@@ -328,8 +331,28 @@ def _as_rgb(image: np.ndarray | Image.Image) -> np.ndarray:
     return image[..., :3]
 
 
-def _softmax_(logits: torch.Tensor, rows: int = 256) -> torch.Tensor:
-    """Softmax over classes, in place, a band of rows at a time (bounded extra memory)."""
+def _argmax(probs: torch.Tensor) -> torch.Tensor:
+    """probs.argmax(0) of C-contiguous C,H,W probabilities (the first class on ties), as a running
+    maximum: 4x faster than torch's argmax over the outer dimension (13 vs 60 ms at 21x513x513)."""
+    best = probs[0].clone()
+    labels = torch.zeros(probs.shape[1:], dtype=torch.int64)
+    for c in range(1, len(probs)):
+        labels.masked_fill_(probs[c] > best, c)
+        torch.maximum(best, probs[c], out=best)
+    return labels
+
+
+def _softmax(logits: torch.Tensor, rows: int = 64) -> torch.Tensor:
+    """Softmax over classes of C,H,W logits -> C-contiguous probabilities, a band of rows at a time
+    (bounded extra memory). Channels_last logits (the network's output) go through their contiguous
+    H,W,C view, a new array; others are done in place."""
+    hwc = logits.permute(1, 2, 0)
+    if hwc.is_contiguous():
+        probs = torch.empty(logits.shape)
+        for top in range(0, logits.shape[1], rows):
+            probs[:, top : top + rows] = hwc[top : top + rows].softmax(-1).permute(2, 0, 1)
+        return probs
+    logits = logits.contiguous()
     for top in range(0, logits.shape[1], rows):
         logits[:, top : top + rows] = logits[:, top : top + rows].softmax(0)
     return logits
