@@ -131,7 +131,6 @@ def test_predict_with_crf(images, tmp_path, tiny_weights):
         (["--alpha", "2"], "--alpha"),
         (["--overlap", "1"], "--overlap"),
         (["--scales", "nan"], "expected positive numbers"),
-        (["--backend", "openvino", "--workers", "1"], "does not survive a fork"),
     ],
 )
 def test_option_values_are_usage_errors_before_any_work(images, tmp_path, tiny_weights, args, message):
@@ -259,3 +258,21 @@ def test_batches_and_decoding_workers_give_the_same_files(images, tmp_path, tiny
     for name in ("a", "b", "c"):
         a, b = np.load(tmp_path / "plain" / f"{name}_probs.npy"), np.load(tmp_path / "batched" / f"{name}_probs.npy")
         assert np.abs(a - b).max() < 1e-5
+
+
+def test_auto_backend_takes_openvino_only_for_runs_of_many_images():
+    from deeplab.inference.backends import OPENVINO_MIN_IMAGES, backend_for_run
+
+    assert backend_for_run("auto", OPENVINO_MIN_IMAGES - 1) == "torch"
+    assert backend_for_run("auto", OPENVINO_MIN_IMAGES) == "auto"
+    assert backend_for_run("openvino", 1) == "openvino" and backend_for_run("torch", 10**6) == "torch"
+
+
+def test_openvino_with_loader_workers(images, tmp_path, tiny_weights):
+    """Forked decoding workers beside OpenVINO (they inherit its compiled model, never destroy it)."""
+    pytest.importorskip("openvino")
+    result = _run(
+        "predict", "--weights", "w.pt", images, "-o", tmp_path / "o", "--backend", "openvino", "--workers", "2"
+    )
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "o").glob("*.png"))) >= 2

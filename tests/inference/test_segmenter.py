@@ -325,6 +325,39 @@ def test_openvino_gives_the_torch_paths_labels():
     assert result["backend"] == "openvino" and result["labels_equal"] and result["max_diff"] < 1e-5
 
 
+OPENVINO_FORK_CHILD = """
+import gc, sys, torch
+sys.path.insert(0, "tests")
+from deeplab.inference import Segmenter
+from tiny_model import TinyNet, tiny_image
+gc.disable()
+seg = Segmenter(TinyNet().eval(), backend="openvino")
+seg(tiny_image(48, 64, seed=3))
+seg.cycle = seg  # garbage that only a collection frees: in the workers, after the fork
+del seg
+class Collecting(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+    def __getitem__(self, i):
+        gc.collect()
+        return torch.zeros(2)
+print(sum(len(b) for b in torch.utils.data.DataLoader(Collecting(), batch_size=2, num_workers=2)))
+"""
+
+
+def test_openvino_model_collected_in_a_forked_worker_does_not_hang():
+    """Destroying an inherited compiled model in a forked child used to hang forever (its threads
+    live in the parent only); the child now keeps it. Child process, with a timeout."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("openvino") is None:
+        pytest.skip("openvino is not installed")
+    done = subprocess.run([sys.executable, "-c", OPENVINO_FORK_CHILD], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "4", done.stderr[-2000:]
+
+
 def test_auto_backend_falls_back_to_torch(model, monkeypatch):
     from deeplab.inference import backends, openvino
 

@@ -23,6 +23,7 @@ from deeplab.devices import resolve_device
 from deeplab.distributed import cleanup, init_distributed, launched_by_torchrun
 from deeplab.imageio import list_images
 from deeplab.inference import PRESETS, Segmenter
+from deeplab.inference.backends import OPENVINO_MIN_IMAGES, backend_for_run
 from deeplab.models import describe_checkpoint, load_model, save_model
 from deeplab.models.presets import presets_table
 from deeplab.train import NonFiniteLossError, run_training
@@ -115,9 +116,10 @@ PRECISION = click.option(
 @click.option(
     "--backend",
     type=click.Choice(["auto", "torch", "onnxruntime", "openvino"]),
-    default="torch",
+    default="auto",
     show_default=True,
-    help="openvino: fastest on CPUs (pip install 'deeplab[openvino]'; not with --workers); auto: it where installed.",
+    help="auto: OpenVINO (fastest on CPUs; pip install 'deeplab[openvino]') where installed, for runs of "
+    f"{OPENVINO_MIN_IMAGES}+ images (its set-up pays off), else torch.",
 )
 @click.option("--save-probs", is_flag=True, help="Also write NAME_probs.npy (CxHxW float32).")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay colour weight.")
@@ -157,11 +159,7 @@ def predict(
     tile_size = _floats(tile, "--tile")
     if tile_size is not None and len(tile_size) not in (1, 2):
         raise click.BadParameter("expected H,W or one number", param_hint="--tile")
-    if backend in ("openvino", "auto") and workers:
-        raise click.BadParameter(
-            f"--backend {backend} cannot be combined with --workers (OpenVINO does not survive a fork)",
-            param_hint="--workers",
-        )
+    backend = backend_for_run(backend, len(paths))
     if threads:
         torch.set_num_threads(threads)
     dist = init_distributed(device) if launched_by_torchrun() else None

@@ -1,8 +1,10 @@
 """What the Segmenter runs: the model made fast (batch norm folded, channels_last, torch.compile), an
 onnxruntime session or an OpenVINO compiled model; "auto" picks OpenVINO on the CPU where installed.
 
-OpenVINO is opt-in: it is faster on the CPU (benchmarks/bench_inference.py), but a process that
-loaded it and then forked (DataLoader workers) crashed with a segmentation fault in our tests."""
+OpenVINO is faster per image on the CPU (benchmarks/bench_inference.py) but costs a set-up (ONNX
+export + compile: 1.4 s for deeplabv3plus-mobilenetv2, 7.0 s for deeplabv3-resnet101, against
+0.1-0.7 s for the torch path), so the Segmenter's default stays torch and the CLI's "auto" takes
+OpenVINO only for runs of enough images."""
 
 from __future__ import annotations
 
@@ -82,6 +84,15 @@ def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
+# Images from which OpenVINO's set-up pays off (513x513, 2 threads: after ~20 images with
+# deeplabv3plus-mobilenetv2, 0.195 vs 0.258 s each; after ~45 with deeplabv3-resnet101, 0.98 vs 1.13 s).
+OPENVINO_MIN_IMAGES = 50
+
+
+def backend_for_run(backend: str, images: int) -> str:
+    """The backend for a run of ``images`` images: "auto" stays "auto" (OpenVINO where installed)
+    when there are enough images for OpenVINO's set-up to pay off, else it is torch."""
+    return "torch" if backend == "auto" and images < OPENVINO_MIN_IMAGES else backend
 
 
 def choose_backend(backend: str, device: torch.device, precision: str, optimize: bool, compile: bool) -> str:

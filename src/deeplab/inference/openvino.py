@@ -1,6 +1,10 @@
 """An OpenVINO model usable by the Segmenter (``backend="openvino"``, or "auto"): the fastest CPU
-runtime measured here (benchmarks/bench_inference.py). Opt-in, because its threads do not survive a
-fork: load it only in processes that start no fork-based DataLoader workers afterwards.
+runtime measured here (benchmarks/bench_inference.py).
+
+Forks: a compiled model destroyed in a forked child (a DataLoader worker collecting garbage it
+inherited) waits forever for threads that only the parent has. So in a forked child every
+compiled model alive at the fork is kept alive for good (``_keep_in_child``); children that use
+OpenVINO themselves must load their own models.
 
 The model goes through our ONNX export (``inference.onnx``) and OpenVINO's CPU plugin compiles it,
 with dynamic batch, height and width; fp32 keeps fp32 arithmetic (``INFERENCE_PRECISION_HINT``
@@ -9,9 +13,12 @@ f32: labels equal to the torch path's), bf16 uses the CPU's native bf16 (AVX512-
 
 from __future__ import annotations
 
+import ctypes
 import io
+import os
 import tempfile
 import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +29,16 @@ from deeplab.devices import fast_bf16
 from deeplab.inference.onnx import export_onnx
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+_COMPILED: weakref.WeakSet = weakref.WeakSet()  # the OpenVinoModels alive in this process
+
+
+def _keep_in_child() -> None:
+    """After a fork, in the child: never destroy the compiled models inherited from the parent."""
+    for model in list(_COMPILED):
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(model.compiled))
+
+
+os.register_at_fork(after_in_child=_keep_in_child)
 
 
 def openvino_available() -> bool:
@@ -61,6 +78,7 @@ class OpenVinoModel(nn.Module):
             "PERFORMANCE_HINT": "LATENCY",
         }
         self.compiled = core.compile_model(network, "CPU", config)
+        _COMPILED.add(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         image = np.ascontiguousarray(x.detach().float().cpu().numpy())

@@ -66,8 +66,8 @@ class Segmenter:
     "torch" (batch norm folded, channels_last, optional ``compile``), "onnxruntime" or "openvino"
     (CPU), or "auto" (OpenVINO on the CPU where installed, else torch); ``optimize=False`` runs
     the model exactly as given with torch, in place (moved to the device). OpenVINO is the fastest
-    CPU runtime here but not the default: its threads do not survive a fork (DataLoader workers),
-    which crashed a process that forked after loading it.
+    CPU runtime here but not the default: its set-up (export + compile, seconds) pays off only over
+    many images (``inference.backends.OPENVINO_MIN_IMAGES``).
     """
 
     def __init__(
