@@ -193,9 +193,7 @@ class DenseCRF:
         if self.w1:
             rgb = image.reshape(-1, 3).astype(np.float32)
             terms.append((self.w1, np.concatenate([np.stack([xs / alpha, ys / alpha], 1), rgb / beta], 1)))
-        if parts <= len(terms):  # a kernel per thread: the serial hash-table inserts overlap
-            return run(lambda term: make_kernel(lat.build(term[1]), term[0]), terms)
-        lattices = [lat.build(features, run, parts) for _, features in terms]
+        lattices = lat.build_many([features for _, features in terms], run, parts)
         return run(lambda k: make_kernel(lattices[k], terms[k][0]), range(len(terms)))  # normalisations at once
 
 
