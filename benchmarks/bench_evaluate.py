@@ -35,6 +35,7 @@ from deeplab.apps.demo import shipped_weights
 from deeplab.apps.evaluate import run_evaluation
 from deeplab.crf import DenseCRF
 from deeplab.data import build_dataset
+from deeplab.devices import keep_freed_memory
 from deeplab.models import load_model
 import torch.nn.functional as F
 
@@ -75,6 +76,7 @@ def plain():
 
 
 def ours():
+    keep_freed_memory()  # as deeplab evaluate does
     result = run_evaluation(weights, "shapes", None, "val", scales=scales, flip=flip, crf=crf, max_images=n,
                             trimap=False, progress=False, batch_size=args["batch_size"], workers=args["workers"])
     return np.array(result["confusion_matrix"], dtype=np.int64)
