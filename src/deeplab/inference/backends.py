@@ -2,8 +2,8 @@
 onnxruntime session or an OpenVINO compiled model; "auto" picks OpenVINO on the CPU where installed.
 
 OpenVINO is faster per image on the CPU (benchmarks/bench_inference.py) but costs a set-up (ONNX
-export + compile: 1.4 s for deeplabv3plus-mobilenetv2, 7.0 s for deeplabv3-resnet101, against
-0.1-0.7 s for the torch path), so the Segmenter's default stays torch and the CLI's "auto" takes
+export + compile: 1.8 s for deeplabv3plus-mobilenetv2, 5.2 s for deeplabv3-resnet101, against
+0.2-0.7 s for the torch path), so the Segmenter's default stays torch and the CLI's "auto" takes
 OpenVINO only for runs of enough images."""
 
 from __future__ import annotations
@@ -84,9 +84,10 @@ def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
-# Images from which OpenVINO's set-up pays off (513x513, 2 threads: after ~20 images with
-# deeplabv3plus-mobilenetv2, 0.195 vs 0.258 s each; after ~45 with deeplabv3-resnet101, 0.98 vs 1.13 s).
-OPENVINO_MIN_IMAGES = 50
+# Images from which OpenVINO's set-up pays off (513x513, 2 threads, set-up 1.8 s vs 0.2 s and
+# 0.158 vs 0.223 s per image for deeplabv3plus-mobilenetv2; 5.2 s vs 0.7 s and 1.07 vs 1.24 s for
+# deeplabv3-resnet101): about 26 images for both.
+OPENVINO_MIN_IMAGES = 32
 
 
 def backend_for_run(backend: str, images: int) -> str:

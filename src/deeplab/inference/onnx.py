@@ -29,6 +29,18 @@ def export_onnx(model: nn.Module, path: str | Path | io.BytesIO, opset: int = OP
         import onnx
     except ImportError:
         raise ValueError("ONNX export needs the extra: pip install 'deeplab[export]'") from None
+    proto = onnx.load_from_string(onnx_bytes(model, opset))
+    meta = {"output_stride": int(getattr(model, "output_stride", 1)), **_meta_dict(model)}
+    proto.metadata_props.add(key="deeplab", value=json.dumps(meta))
+    onnx.checker.check_model(proto)
+    if isinstance(path, io.BytesIO):
+        path.write(proto.SerializeToString())
+        return
+    atomic_write(path, lambda f: f.write(proto.SerializeToString()))
+
+
+def onnx_bytes(model: nn.Module, opset: int = OPSET) -> bytes:
+    """The bare ONNX graph of the model (no metadata, not re-checked): what a runtime compiles."""
     buffer = io.BytesIO()
     dynamic = {0: "batch", 2: "height", 3: "width"}
     dummy = torch.zeros(1, 3, 65, 65)
@@ -47,14 +59,7 @@ def export_onnx(model: nn.Module, path: str | Path | io.BytesIO, opset: int = OP
             dynamo=False,
         )
     model.train(training)
-    proto = onnx.load_from_string(buffer.getvalue())
-    meta = {"output_stride": int(getattr(model, "output_stride", 1)), **_meta_dict(model)}
-    proto.metadata_props.add(key="deeplab", value=json.dumps(meta))
-    onnx.checker.check_model(proto)
-    if isinstance(path, io.BytesIO):
-        path.write(proto.SerializeToString())
-        return
-    atomic_write(path, lambda f: f.write(proto.SerializeToString()))
+    return buffer.getvalue()
 
 
 class OnnxModel(nn.Module):

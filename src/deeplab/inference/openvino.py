@@ -14,7 +14,6 @@ f32: labels equal to the torch path's), bf16 uses the CPU's native bf16 (AVX512-
 from __future__ import annotations
 
 import ctypes
-import io
 import os
 import tempfile
 import warnings
@@ -26,7 +25,7 @@ import torch
 from torch import nn
 
 from deeplab.devices import fast_bf16
-from deeplab.inference.onnx import export_onnx
+from deeplab.inference.onnx import onnx_bytes
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 _COMPILED: weakref.WeakSet = weakref.WeakSet()  # the OpenVinoModels alive in this process
@@ -65,12 +64,10 @@ class OpenVinoModel(nn.Module):
             warnings.warn("this CPU has no native bf16 (AVX512-BF16/AMX): OpenVINO will compute in fp32", stacklevel=3)
         self.output_stride = int(getattr(model, "output_stride", 1))
         self.meta = getattr(model, "meta", None)
-        buffer = io.BytesIO()
-        export_onnx(model, buffer)
         core = ov.Core()
         with tempfile.TemporaryDirectory() as tmp:  # OpenVINO reads ONNX from a file
             path = Path(tmp) / "model.onnx"
-            path.write_bytes(buffer.getvalue())
+            path.write_bytes(onnx_bytes(model))
             network = core.read_model(str(path))
         config = {
             "INFERENCE_PRECISION_HINT": PRECISIONS[precision],
