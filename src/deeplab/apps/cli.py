@@ -21,9 +21,9 @@ from deeplab.checkpoint import CheckpointError
 from deeplab.crf import DenseCRF
 from deeplab.devices import keep_freed_memory, resolve_device
 from deeplab.distributed import cleanup, init_distributed, launched_by_torchrun
-from deeplab.imageio import list_images
+from deeplab.imageio import image_pixels, list_images
 from deeplab.inference import PRESETS, Segmenter
-from deeplab.inference.backends import OPENVINO_MIN_IMAGES, backend_for_run
+from deeplab.inference.backends import backend_for_run
 from deeplab.models import describe_checkpoint, load_model, save_model
 from deeplab.models.presets import presets_table
 from deeplab.train import NonFiniteLossError, run_training
@@ -119,7 +119,7 @@ PRECISION = click.option(
     default="auto",
     show_default=True,
     help="auto: OpenVINO (fastest on CPUs; pip install 'deeplab[openvino]') where installed, for runs of "
-    f"{OPENVINO_MIN_IMAGES}+ images (its set-up pays off), else torch.",
+    "32+ images of 513x513 or the same pixels in all (its set-up pays off), else torch.",
 )
 @click.option("--save-probs", is_flag=True, help="Also write NAME_probs.npy (CxHxW float32).")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay colour weight.")
@@ -159,7 +159,7 @@ def predict(
     tile_size = _floats(tile, "--tile")
     if tile_size is not None and len(tile_size) not in (1, 2):
         raise click.BadParameter("expected H,W or one number", param_hint="--tile")
-    backend = backend_for_run(backend, len(paths))
+    backend = backend_for_run(backend, len(paths) * image_pixels(paths[0]))  # the first image's size for all
     if threads:
         torch.set_num_threads(threads)
     keep_freed_memory()

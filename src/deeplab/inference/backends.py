@@ -84,16 +84,16 @@ def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
-# Images from which OpenVINO's set-up pays off (513x513, 2 threads, set-up 1.8 s vs 0.2 s and
-# 0.158 vs 0.223 s per image for deeplabv3plus-mobilenetv2; 5.2 s vs 0.7 s and 1.07 vs 1.24 s for
-# deeplabv3-resnet101): about 26 images for both.
-OPENVINO_MIN_IMAGES = 32
+# Pixels from which OpenVINO's set-up pays off: about 26 images of 513x513 for both presets measured
+# (2 threads; set-up 1.8 s vs 0.2 s and 0.158 vs 0.223 s per image for deeplabv3plus-mobilenetv2,
+# 5.2 s vs 0.7 s and 1.07 vs 1.24 s for deeplabv3-resnet101); 32 such images.
+OPENVINO_MIN_PIXELS = 32 * 513 * 513
 
 
-def backend_for_run(backend: str, images: int) -> str:
-    """The backend for a run of ``images`` images: "auto" stays "auto" (OpenVINO where installed)
-    when there are enough images for OpenVINO's set-up to pay off, else it is torch."""
-    return "torch" if backend == "auto" and images < OPENVINO_MIN_IMAGES else backend
+def backend_for_run(backend: str, pixels: int) -> str:
+    """The backend for a run over ``pixels`` image pixels in all: "auto" stays "auto" (OpenVINO
+    where installed) when they are enough for OpenVINO's set-up to pay off, else it is torch."""
+    return "torch" if backend == "auto" and pixels < OPENVINO_MIN_PIXELS else backend
 
 
 def choose_backend(backend: str, device: torch.device, precision: str, optimize: bool, compile: bool) -> str:

@@ -67,7 +67,7 @@ class Segmenter:
     (CPU), or "auto" (OpenVINO on the CPU where installed, else torch); ``optimize=False`` runs
     the model exactly as given with torch, in place (moved to the device). OpenVINO is the fastest
     CPU runtime here but not the default: its set-up (export + compile, seconds) pays off only over
-    many images (``inference.backends.OPENVINO_MIN_IMAGES``).
+    many images (``inference.backends.OPENVINO_MIN_PIXELS``).
     """
 
     def __init__(
