@@ -83,16 +83,23 @@ def build_many(features: list[np.ndarray], run=serial, parts: int = 1) -> list[L
             )
     keys = [np.empty((len(f), f.shape[1] + 1, f.shape[1]), np.int16) for f in features]
     weights = [np.empty((len(f), f.shape[1] + 1), np.float32) for f in features]
-    shares = [(i, lo, hi) for i, f in enumerate(features) for lo, hi in spans(len(f), parts)]
-    scales = [scale_factors(f.shape[1]) for f in features]
-    run(lambda item: _simplices(features[item[0]], scales[item[0]], keys[item[0]], weights[item[0]], *item[1:]), shares)
-    tables = run(lambda k: _insert(k.reshape(-1, k.shape[2])), keys)
-    neighbours = [np.empty((f.shape[1] + 1, len(unique), 2), np.int32) for f, (_, unique, _) in zip(features, tables)]
-    shares = [(i, lo, hi) for i, (_, unique, _) in enumerate(tables) for lo, hi in spans(len(unique), parts)]
-    run(lambda item: _neighbours(*tables[item[0]][1:], neighbours[item[0]], *item[1:]), shares)
+
+    def simplices(share: tuple[int, int, int]) -> None:
+        i, lo, hi = share
+        _simplices(features[i], scale_factors(features[i].shape[1]), keys[i], weights[i], lo, hi)
+
+    run(simplices, [(i, lo, hi) for i, f in enumerate(features) for lo, hi in spans(len(f), parts)])
+    tables = run(lambda k: _insert(k.reshape(-1, k.shape[2])), keys)  # (ids, unique keys, hash table)
+    neighbours = [np.empty((k.shape[1], len(unique), 2), np.int32) for k, (_, unique, _) in zip(keys, tables)]
+
+    def links(share: tuple[int, int, int]) -> None:
+        i, lo, hi = share
+        _, unique, table = tables[i]
+        _neighbours(unique, table, neighbours[i], lo, hi)
+
+    run(links, [(i, lo, hi) for i, (_, unique, _) in enumerate(tables) for lo, hi in spans(len(unique), parts)])
     return [
-        Lattice(ids.reshape(len(f), f.shape[1] + 1), w, nb)
-        for f, (ids, _, _), w, nb in zip(features, tables, weights, neighbours)
+        Lattice(ids.reshape(k.shape[:2]), w, nb) for k, (ids, _, _), w, nb in zip(keys, tables, weights, neighbours)
     ]
 
 

@@ -4,7 +4,7 @@ onnxruntime session or an OpenVINO compiled model; "auto" picks OpenVINO on the 
 OpenVINO is faster per image on the CPU (benchmarks/bench_inference.py) but costs a set-up (ONNX
 export + compile: 1.8 s for deeplabv3plus-mobilenetv2, 5.2 s for deeplabv3-resnet101, against
 0.2-0.7 s for the torch path), so the Segmenter's default stays torch and the CLI's "auto" takes
-OpenVINO only for runs of enough images."""
+OpenVINO only for runs of enough pixels (``backend_for_run``)."""
 
 from __future__ import annotations
 
