@@ -13,6 +13,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def model_cache(tmp_path_factory):
+    """Converted models (OpenVINO's) cached in a folder of this run, not the user's cache."""
+    import os
+
+    os.environ["DEEPLAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    del os.environ["DEEPLAB_CACHE_DIR"]
+
+
 @pytest.fixture(autouse=True)
 def one_thread():
     threads = torch.get_num_threads()

@@ -62,12 +62,3 @@ def test_list_images_expands_folders_and_globs(tmp_path):
     assert [p.name for p in list_images([str(tmp_path / "*.jpg")])] == ["b.jpg"]
     with pytest.raises(ImageReadError, match="no such file"):
         list_images([str(tmp_path / "*.gif")])
-
-
-def test_image_pixels_from_the_header_and_zero_for_unreadable_files(tmp_path):
-    from deeplab.imageio import image_pixels
-
-    Image.new("RGB", (30, 20)).save(tmp_path / "a.png")
-    (tmp_path / "b.png").write_bytes(b"not an image")
-    assert image_pixels(tmp_path / "a.png") == 600
-    assert image_pixels(tmp_path / "b.png") == 0 and image_pixels(tmp_path / "missing.png") == 0

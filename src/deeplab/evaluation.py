@@ -13,11 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 from tqdm import tqdm
 
+from deeplab.data.loading import batches
 from deeplab.distributed import DistInfo, all_reduce_sum
 from deeplab.inference import Segmenter
+from deeplab.inference.openvino import openvino_started
 from deeplab.metrics import ConfusionMatrix, TrimapMetric, scores
 
 TRIMAP_WIDTHS = range(1, 41)
@@ -40,7 +42,7 @@ def accumulate(
     workers: int = 0,
 ) -> tuple[ConfusionMatrix, TrimapMetric | None]:
     """Run the predictor over dataset[i] = (image HxWx3 uint8, mask HxW) and count the outcomes;
-    samples are decoded in ``workers`` loader processes and segmented ``batch_size`` at a time, the
+    samples are decoded in ``workers`` loader processes (threads once OpenVINO has run here) and segmented ``batch_size`` at a time, the
     CRF of one batch overlapping the network of the next off the CPU (``Segmenter.predict_batches``)."""
     seg = as_segmenter(predictor)
     num_classes = len(dataset.classes)
@@ -48,7 +50,7 @@ def accumulate(
     cm = ConfusionMatrix(num_classes, ignore)
     trimap = TrimapMetric(num_classes, trimap_widths, ignore) if trimap_widths is not None else None
     indices = list(range(len(dataset)) if indices is None else indices)
-    loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, num_workers=workers, collate_fn=list)
+    loader = batches(Subset(dataset, indices), batch_size, workers, threads=openvino_started())
     bar = tqdm(total=len(indices), desc="evaluate", unit="img", disable=not progress, dynamic_ncols=True)
     masks: deque = deque()
 

@@ -79,15 +79,6 @@ def to_rgb(img: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
 
 
-def image_pixels(path: str | Path) -> int:
-    """Width x height from the file's header (nothing decoded); 0 when it cannot be read."""
-    try:
-        with Image.open(path) as img:
-            return img.width * img.height
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return 0
-
-
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as HxWx3 uint8 RGB, with EXIF orientation applied."""
     return to_rgb(_open(path))

@@ -260,14 +260,6 @@ def test_batches_and_decoding_workers_give_the_same_files(images, tmp_path, tiny
         assert np.abs(a - b).max() < 1e-5
 
 
-def test_auto_backend_takes_openvino_only_for_runs_of_many_pixels():
-    from deeplab.inference.backends import OPENVINO_MIN_PIXELS, backend_for_run
-
-    assert backend_for_run("auto", OPENVINO_MIN_PIXELS - 1) == "torch"
-    assert backend_for_run("auto", OPENVINO_MIN_PIXELS) == "auto"
-    assert backend_for_run("openvino", 1) == "openvino" and backend_for_run("torch", 10**12) == "torch"
-
-
 def test_openvino_with_loader_workers(images, tmp_path, tiny_weights):
     """Forked decoding workers beside OpenVINO (they inherit its compiled model, never destroy it)."""
     pytest.importorskip("openvino")

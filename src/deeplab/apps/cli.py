@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
@@ -21,9 +22,8 @@ from deeplab.checkpoint import CheckpointError
 from deeplab.crf import DenseCRF
 from deeplab.devices import keep_freed_memory, resolve_device
 from deeplab.distributed import cleanup, init_distributed, launched_by_torchrun
-from deeplab.imageio import image_pixels, list_images
+from deeplab.imageio import list_images
 from deeplab.inference import PRESETS, Segmenter
-from deeplab.inference.backends import backend_for_run
 from deeplab.models import describe_checkpoint, load_model, save_model
 from deeplab.models.presets import presets_table
 from deeplab.train import NonFiniteLossError, run_training
@@ -35,6 +35,17 @@ from deeplab.train.timing import time_iterations
 @click.version_option(package_name="deeplab")
 def main() -> None:
     """DeepLab semantic segmentation: predict, train, evaluate, CRF, export."""
+    _show_library_messages()
+
+
+def _show_library_messages() -> None:
+    """The library's info messages (a model converted once for OpenVINO) on stderr, once."""
+    log = logging.getLogger("deeplab")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("deeplab: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
 
 
 OUT_DIR = click.Path(file_okay=False)
@@ -87,6 +98,14 @@ PRECISION = click.option(
     show_default=True,
     help="bf16: GPUs and CPUs with AVX512-BF16/AMX; fp16: GPUs.",
 )
+BACKEND = click.option(
+    "--backend",
+    type=click.Choice(["auto", "torch", "onnxruntime", "openvino"]),
+    default="auto",
+    show_default=True,
+    help="auto: OpenVINO (fastest on CPUs; pip install 'deeplab[openvino]') for fp32 on the CPU where "
+    "installed, else torch. A model's first OpenVINO run converts it (seconds), later runs read the cache.",
+)
 
 
 @main.command()
@@ -113,14 +132,7 @@ PRECISION = click.option(
 @click.option("--crf", is_flag=True, help="Refine with the fully connected CRF.")
 @PRECISION
 @DEVICE
-@click.option(
-    "--backend",
-    type=click.Choice(["auto", "torch", "onnxruntime", "openvino"]),
-    default="auto",
-    show_default=True,
-    help="auto: OpenVINO (fastest on CPUs; pip install 'deeplab[openvino]') where installed, for runs of "
-    "32+ images of 513x513 or the same pixels in all (its set-up pays off), else torch.",
-)
+@BACKEND
 @click.option("--save-probs", is_flag=True, help="Also write NAME_probs.npy (CxHxW float32).")
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Overlay colour weight.")
 @click.option("--threads", type=click.IntRange(1), help="CPU threads (default: torch's choice).")
@@ -159,7 +171,6 @@ def predict(
     tile_size = _floats(tile, "--tile")
     if tile_size is not None and len(tile_size) not in (1, 2):
         raise click.BadParameter("expected H,W or one number", param_hint="--tile")
-    backend = backend_for_run(backend, len(paths) * image_pixels(paths[0]))  # the first image's size for all
     if threads:
         torch.set_num_threads(threads)
     keep_freed_memory()
@@ -316,6 +327,7 @@ def train_cmd(
 @click.option("--crf", is_flag=True, help="Refine with the fully connected CRF.")
 @PRECISION
 @DEVICE
+@BACKEND
 @click.option("--max-images", type=click.IntRange(1), help="Evaluate the first N images only.")
 @click.option("--trimap/--no-trimap", default=True, show_default=True, help="Measure accuracy near boundaries.")
 @click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True, help="Images per forward pass.")
@@ -337,6 +349,7 @@ def evaluate_cmd(
     crf,
     precision,
     device,
+    backend,
     max_images,
     trimap,
     batch_size,
@@ -374,6 +387,7 @@ def evaluate_cmd(
                 crf=crf,
                 precision=precision,
                 device=device,
+                backend=backend,
                 max_images=max_images,
                 trimap=trimap,
                 label=label,

@@ -61,6 +61,7 @@ def run_evaluation(
     crf: bool = False,
     precision: str = "fp32",
     device: str | None = None,
+    backend: str = "auto",
     max_images: int | None = None,
     trimap: bool = True,
     label: str | None = None,
@@ -90,6 +91,7 @@ def run_evaluation(
         fusion=fusion,
         crf=refine,
         precision=precision,
+        backend=backend,
         device=dist.device if dist.enabled else device,
     )
     widths = TRIMAP_WIDTHS if trimap else None

@@ -15,13 +15,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from deeplab.apps.viz import overlay_with_legend
 from deeplab.atomic import atomic_write
+from deeplab.data.loading import batches
 from deeplab.imageio import read_image, write_label_png
 from deeplab.inference import Segmenter
+from deeplab.inference.openvino import openvino_started
 
 
 class BatchResult(NamedTuple):
@@ -47,7 +49,7 @@ def predict_files(
 ) -> BatchResult:
     """Segment each image; write NAME.png (palette labels), NAME_overlay.png, NAME_probs.npy.
 
-    Images are decoded in ``workers`` loader processes and segmented ``batch_size`` at a time; the
+    Images are decoded in ``workers`` loader processes (threads once OpenVINO has run here) and segmented ``batch_size`` at a time; the
     writing (and the CRF, where ``segmenter.overlaps_crf``) runs on a background thread while the
     network computes the next batch, at most two batches behind it. A failing image is
     reported and skipped; the others still finish. ``shard=(rank, world_size)`` takes every
@@ -60,7 +62,7 @@ def predict_files(
     mine = list(zip(paths, stems))[rank::world]
     done, failed = [], []
     start = time.perf_counter()
-    loader = DataLoader(_Decoded(mine), batch_size=batch_size, num_workers=workers, collate_fn=list)
+    loader = batches(_Decoded(mine), batch_size, workers, threads=openvino_started())
     bar = tqdm(total=len(mine), desc="predict", unit="img", disable=not progress, dynamic_ncols=True)
     with ThreadPoolExecutor(max_workers=1) as writer:
         pending = []

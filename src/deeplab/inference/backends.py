@@ -1,15 +1,17 @@
 """What the Segmenter runs: the model made fast (batch norm folded, channels_last, torch.compile), an
-onnxruntime session or an OpenVINO compiled model; "auto" picks OpenVINO on the CPU where installed.
+onnxruntime session or an OpenVINO compiled model; "auto" (the default) picks OpenVINO on the CPU
+where installed.
 
-OpenVINO is faster per image on the CPU (benchmarks/bench_inference.py) but costs a set-up (ONNX
-export + compile: 1.8 s for deeplabv3plus-mobilenetv2, 5.2 s for deeplabv3-resnet101, against
-0.2-0.7 s for the torch path), so the Segmenter's default stays torch and the CLI's "auto" takes
-OpenVINO only for runs of enough pixels (``backend_for_run``)."""
+OpenVINO is faster per image on the CPU (benchmarks/bench_inference.py). Its set-up is the ONNX
+export once per model (1.9 s for deeplabv3plus-mobilenetv2, 4.4 s for deeplabv3-resnet101 on 2
+cores), then reading the cached conversion (``inference.cache``): 0.23 and 0.45 s, against 0.1-0.15
+and 0.45-0.65 s for the torch path's batch-norm folding."""
 
 from __future__ import annotations
 
 import copy
 import inspect
+import warnings
 
 import torch
 from torch import nn
@@ -84,16 +86,6 @@ def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
-# Pixels from which OpenVINO's set-up pays off: about 26 images of 513x513 for both presets measured
-# (2 threads; set-up 1.8 s vs 0.2 s and 0.158 vs 0.223 s per image for deeplabv3plus-mobilenetv2,
-# 5.2 s vs 0.7 s and 1.07 vs 1.24 s for deeplabv3-resnet101); 32 such images.
-OPENVINO_MIN_PIXELS = 32 * 513 * 513
-
-
-def backend_for_run(backend: str, pixels: int) -> str:
-    """The backend for a run over ``pixels`` image pixels in all: "auto" stays "auto" (OpenVINO
-    where installed) when they are enough for OpenVINO's set-up to pay off, else it is torch."""
-    return "torch" if backend == "auto" and pixels < OPENVINO_MIN_PIXELS else backend
 
 
 def choose_backend(backend: str, device: torch.device, precision: str, optimize: bool, compile: bool) -> str:
@@ -109,6 +101,21 @@ def choose_backend(backend: str, device: torch.device, precision: str, optimize:
     native = precision == "fp32" or (precision == "bf16" and fast_bf16())
     cpu_fast = device.type == "cpu" and optimize and not compile and native
     return "openvino" if cpu_fast and openvino_available() else "torch"
+
+
+def build_chosen(
+    model: nn.Module, backend: str, device: torch.device, precision: str, optimize: bool, compile: bool
+) -> tuple[str, nn.Module]:
+    """The backend that runs (``choose_backend``) and its module; where "auto" chose OpenVINO and it
+    cannot convert the model (an operator it lacks), a warning and the torch path."""
+    chosen = choose_backend(backend, device, precision, optimize, compile)
+    try:
+        return chosen, build_backend(model, chosen, precision, optimize, compile)
+    except Exception as err:
+        if backend != "auto" or chosen == "torch":
+            raise
+        warnings.warn(f"OpenVINO cannot run this model ({err}); running it with torch", stacklevel=3)
+        return "torch", build_backend(model, "torch", precision, optimize, compile)
 
 
 def build_backend(model: nn.Module, backend: str, precision: str, optimize: bool, compile: bool) -> nn.Module:

@@ -1,34 +1,44 @@
 """An OpenVINO model usable by the Segmenter (``backend="openvino"``, or "auto"): the fastest CPU
 runtime measured here (benchmarks/bench_inference.py).
 
-Forks: a compiled model destroyed in a forked child (a DataLoader worker collecting garbage it
-inherited) waits forever for threads that only the parent has. So in a forked child every
-compiled model alive at the fork is kept alive for good (``_keep_in_child``); children that use
-OpenVINO themselves must load their own models.
+Forks: once OpenVINO has run, forking the process is unsafe. Its thread pool cannot be stopped for
+the fork, and the parent crashed later (in 3 of 8 test runs); so our loaders read ahead with
+threads then (``openvino_started``, ``data.loading``). And a compiled model destroyed in a forked
+child (collecting garbage it inherited) waits forever for threads that only the parent has: in a
+forked child every compiled model alive at the fork is kept alive for good (``_keep_in_child``).
 
 The model goes through our ONNX export (``inference.onnx``) and OpenVINO's CPU plugin compiles it,
 with dynamic batch, height and width; fp32 keeps fp32 arithmetic (``INFERENCE_PRECISION_HINT``
 f32: labels equal to the torch path's), bf16 uses the CPU's native bf16 (AVX512-BF16 / AMX).
+The converted model is kept on disk (``inference.cache``): the export takes seconds (3.7 s for
+deeplabv3-resnet101 on 2 cores), reading it back and compiling well under one.
 """
 
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import tempfile
 import warnings
 import weakref
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from deeplab.devices import fast_bf16
-from deeplab.inference.onnx import onnx_bytes
+from deeplab.inference import cache
+from deeplab.inference.onnx import OPSET, onnx_bytes
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+MODEL_FILE = "model.xml"  # OpenVINO's IR in a cache entry (and model.bin beside it)
 _COMPILED: weakref.WeakSet = weakref.WeakSet()  # the OpenVinoModels alive in this process
+_STARTED = [False]  # whether one was ever compiled here
 
 
 def _keep_in_child() -> None:
@@ -38,6 +48,11 @@ def _keep_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_keep_in_child)
+
+
+def openvino_started() -> bool:
+    """Whether an OpenVINO model was compiled in this process (its threads then forbid forks)."""
+    return _STARTED[0]
 
 
 def openvino_available() -> bool:
@@ -65,18 +80,38 @@ class OpenVinoModel(nn.Module):
         self.output_stride = int(getattr(model, "output_stride", 1))
         self.meta = getattr(model, "meta", None)
         core = ov.Core()
-        with tempfile.TemporaryDirectory() as tmp:  # OpenVINO reads ONNX from a file
-            path = Path(tmp) / "model.onnx"
-            path.write_bytes(onnx_bytes(model))
-            network = core.read_model(str(path))
+        network, entry = _network(core, model)
+        if entry is not None:
+            core.set_property({"CACHE_DIR": str(entry / "compiled")})
         config = {
             "INFERENCE_PRECISION_HINT": PRECISIONS[precision],
             "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
             "PERFORMANCE_HINT": "LATENCY",
         }
         self.compiled = core.compile_model(network, "CPU", config)
+        _STARTED[0] = True
         _COMPILED.add(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         image = np.ascontiguousarray(x.detach().float().cpu().numpy())
         return torch.from_numpy(np.array(self.compiled(image)[0], copy=True))
+
+
+def _network(core: Any, model: nn.Module) -> tuple[Any, Path | None]:
+    """The model for ``core.compile_model``: the path of its cache entry (OpenVINO then also caches
+    the compiled model there), or where the cache is off or refuses, the exported network."""
+    import openvino as ov
+
+    key = cache.fingerprint(model, f"openvino {ov.__version__}", f"opset {OPSET}")
+    entry = cache.lookup("openvino", key)
+    if entry is not None:  # complete (written whole, then renamed), by this OpenVINO (in the key)
+        return str(entry / MODEL_FILE), entry
+    log.info("converting the model for OpenVINO (once per model; cached in %s)", cache.cache_root())
+    with tempfile.TemporaryDirectory() as tmp:  # OpenVINO reads ONNX from a file
+        path = Path(tmp) / "model.onnx"
+        path.write_bytes(onnx_bytes(model))
+        network = core.read_model(str(path))
+    entry = cache.store(
+        "openvino", key, lambda folder: ov.save_model(network, str(folder / MODEL_FILE), compress_to_fp16=False)
+    )
+    return (network, None) if entry is None else (str(entry / MODEL_FILE), entry)

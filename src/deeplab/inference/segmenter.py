@@ -31,7 +31,7 @@ from deeplab.constants import IMAGENET_MEAN, IMAGENET_STD
 from deeplab.crf import DenseCRF
 from deeplab.devices import autocast_dtype, check_precision, fast_bf16, resolve_device
 from deeplab.imageio import to_rgb
-from deeplab.inference.backends import build_backend, choose_backend
+from deeplab.inference.backends import build_chosen
 from deeplab.inference.tiling import axis_plan, ramp, window_starts
 
 DEFAULT_TILE = (513, 513)
@@ -64,10 +64,10 @@ class Segmenter:
     "cuda:N" or "mps" (default: the first GPU when there is one); ``precision`` "fp32", "bf16"
     (autocast; natively on GPUs and CPUs with AVX512-BF16/AMX) or "fp16" (GPUs); ``backend``
     "torch" (batch norm folded, channels_last, optional ``compile``), "onnxruntime" or "openvino"
-    (CPU), or "auto" (OpenVINO on the CPU where installed, else torch); ``optimize=False`` runs
-    the model exactly as given with torch, in place (moved to the device). OpenVINO is the fastest
-    CPU runtime here but not the default: its set-up (export + compile, seconds) pays off only over
-    many images (``inference.backends.OPENVINO_MIN_PIXELS``).
+    (CPU), or "auto", the default: OpenVINO (the fastest CPU runtime here) for fp32 on the CPU
+    where installed, else torch. OpenVINO's conversion of a model is cached on disk
+    (``inference.cache``): the first Segmenter of a model exports it (seconds), later ones read it.
+    ``optimize=False`` runs the model exactly as given with torch, in place (moved to the device).
     """
 
     def __init__(
@@ -81,7 +81,7 @@ class Segmenter:
         crf: Any = None,
         precision: str = "fp32",
         *,
-        backend: str = "torch",
+        backend: str = "auto",
         optimize: bool = True,
         compile: bool = False,
         max_pixels: int = 1 << 20,
@@ -92,10 +92,8 @@ class Segmenter:
             raise ValueError(f"fusion must be 'max' or 'mean', got {fusion!r}")
         self.device = resolve_device("cpu" if backend in ("onnxruntime", "openvino") and device is None else device)
         check_precision(precision, self.device)
-        backend = choose_backend(backend, self.device, precision, optimize, compile)
         if backend in ("onnxruntime", "openvino") and self.device.type != "cpu":
             raise ValueError(f"the {backend} backend runs on the CPU; use backend='torch' on a GPU")
-        self.backend = backend
         if not 0.0 <= overlap < 1.0:
             raise ValueError(f"overlap must lie in [0, 1), got {overlap}")
         self.flip, self.fusion, self.overlap, self.crf = flip, fusion, overlap, crf
@@ -103,8 +101,8 @@ class Segmenter:
         self.meta = getattr(model, "meta", None)
         self.output_stride = int(getattr(model, "output_stride", 1))
         self.tile = None if tile is None else self._check_tile(tile)
-        self.model = build_backend(model, backend, precision, optimize, compile)
-        if backend == "torch":
+        self.backend, self.model = build_chosen(model, backend, self.device, precision, optimize, compile)
+        if self.backend == "torch":
             self.model = self.model.to(self.device)
         mean = getattr(self.meta, "mean", None) or IMAGENET_MEAN
         std = getattr(self.meta, "std", None) or IMAGENET_STD
