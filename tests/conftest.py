@@ -24,6 +24,14 @@ def model_cache(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def no_openvino_in_this_process(monkeypatch):
+    """backend "auto" means torch here: OpenVINO runs in child processes only (tests/child.py)."""
+    from deeplab.inference import openvino
+
+    monkeypatch.setattr(openvino, "openvino_available", lambda: False)
+
+
+@pytest.fixture(autouse=True)
 def one_thread():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

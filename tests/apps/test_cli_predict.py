@@ -258,13 +258,3 @@ def test_batches_and_decoding_workers_give_the_same_files(images, tmp_path, tiny
     for name in ("a", "b", "c"):
         a, b = np.load(tmp_path / "plain" / f"{name}_probs.npy"), np.load(tmp_path / "batched" / f"{name}_probs.npy")
         assert np.abs(a - b).max() < 1e-5
-
-
-def test_openvino_with_loader_workers(images, tmp_path, tiny_weights):
-    """Forked decoding workers beside OpenVINO (they inherit its compiled model, never destroy it)."""
-    pytest.importorskip("openvino")
-    result = _run(
-        "predict", "--weights", "w.pt", images, "-o", tmp_path / "o", "--backend", "openvino", "--workers", "2"
-    )
-    assert result.exit_code == 0, result.output
-    assert len(list((tmp_path / "o").glob("*.png"))) >= 2

@@ -1,54 +1,134 @@
-"""The OpenVINO backend: the conversion cached on disk, the fallback of "auto"."""
+"""The OpenVINO backend, in child processes (see tests/child.py): the torch path's labels, the
+conversion cached on disk, the fallback of "auto", forks."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from deeplab.inference import Segmenter
-from tiny_model import TinyNet, tiny_image
+from child import run_child
 
 pytest.importorskip("openvino")
 
-
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.setenv("DEEPLAB_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
-def test_second_model_reads_the_cache_instead_of_exporting(root, monkeypatch):
-    from deeplab.inference import openvino
-
-    model, image = TinyNet().eval(), tiny_image(48, 64, seed=3)
-    first = Segmenter(model, backend="openvino")
-    assert [p.name for p in (root / "openvino").iterdir()] != []
-
-    def no_export(*args, **kwargs):
-        raise AssertionError("exported again")
-
-    monkeypatch.setattr(openvino, "onnx_bytes", no_export)
-    second = Segmenter(model, backend="openvino")
-    a, b = first(image), second(image)
-    assert np.array_equal(a.labels, b.labels) and np.array_equal(a.probs, b.probs)
-    assert np.array_equal(a.labels, Segmenter(model, backend="torch")(image).labels)
+LABELS = """
+import json, numpy as np
+from deeplab.inference import Segmenter
+from tiny_model import TinyNet, tiny_image
+model, image = TinyNet().eval(), tiny_image(48, 64, seed=3)
+torch_path = Segmenter(model, backend="torch")(image)
+auto = Segmenter(model)
+got = auto(image)
+print(json.dumps({"backend": auto.backend, "labels_equal": bool(np.array_equal(got.labels, torch_path.labels)),
+                  "max_diff": float(np.abs(got.probs - torch_path.probs).max()),
+                  "no_optimize": Segmenter(model, optimize=False).backend,
+                  "compiled": Segmenter(model, compile=True).backend}))
+"""
 
 
-def test_auto_falls_back_to_torch_where_openvino_cannot_convert(root, monkeypatch):
-    from deeplab.inference import openvino
-
-    def unsupported(*args, **kwargs):
-        raise RuntimeError("unsupported operator")
-
-    monkeypatch.setattr(openvino, "onnx_bytes", unsupported)
-    with pytest.warns(UserWarning, match="OpenVINO cannot run this model.*unsupported operator"):
-        seg = Segmenter(TinyNet().eval())
-    assert seg.backend == "torch"
-    with pytest.raises(RuntimeError, match="unsupported operator"):  # asked for by name: no fallback
-        Segmenter(TinyNet().eval(), backend="openvino")
+def test_auto_is_the_default_and_gives_the_torch_paths_labels(tmp_path):
+    result = run_child(LABELS, DEEPLAB_CACHE_DIR=str(tmp_path))
+    assert result["backend"] == "openvino" and result["labels_equal"] and result["max_diff"] < 1e-5
+    assert result["no_optimize"] == "torch" and result["compiled"] == "torch"
 
 
-def test_auto_is_the_default_and_picks_openvino_on_the_cpu(root):
-    assert Segmenter(TinyNet().eval()).backend == "openvino"
-    assert Segmenter(TinyNet().eval(), optimize=False).backend == "torch"
-    assert Segmenter(TinyNet().eval(), compile=True).backend == "torch"
+CACHED = """
+import json, numpy as np
+from deeplab.inference import Segmenter, openvino
+from tiny_model import TinyNet, tiny_image
+model, image = TinyNet().eval(), tiny_image(48, 64, seed=3)
+first = Segmenter(model, backend="openvino")(image)
+def no_export(*args, **kwargs):
+    raise AssertionError("exported again")
+openvino.onnx_bytes = no_export
+second = Segmenter(model, backend="openvino")(image)
+print(json.dumps({"same": bool(np.array_equal(first.labels, second.labels) and np.array_equal(first.probs, second.probs))}))
+"""
+
+
+def test_second_model_reads_the_cache_instead_of_exporting(tmp_path):
+    assert run_child(CACHED, DEEPLAB_CACHE_DIR=str(tmp_path))["same"]
+    assert len(list((tmp_path / "openvino").iterdir())) == 1
+    assert run_child(CACHED, DEEPLAB_CACHE_DIR=str(tmp_path))["same"]  # a new process: from the disk
+
+
+FALLBACK = """
+import json, warnings
+from deeplab.inference import Segmenter, openvino
+from tiny_model import TinyNet
+def unsupported(*args, **kwargs):
+    raise RuntimeError("unsupported operator")
+openvino.onnx_bytes = unsupported
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    backend = Segmenter(TinyNet().eval()).backend
+try:
+    Segmenter(TinyNet().eval(), backend="openvino")
+    explicit = "ran"
+except RuntimeError as err:
+    explicit = str(err)
+print(json.dumps({"backend": backend, "warnings": [str(w.message) for w in caught], "explicit": explicit}))
+"""
+
+
+def test_auto_falls_back_to_torch_where_openvino_cannot_convert(tmp_path):
+    result = run_child(FALLBACK, DEEPLAB_CACHE_DIR=str(tmp_path))
+    assert result["backend"] == "torch"
+    assert any("OpenVINO cannot run this model (unsupported operator)" in w for w in result["warnings"])
+    assert result["explicit"] == "unsupported operator"  # asked for by name: no fallback
+
+
+FORK = """
+import gc, json, torch
+from deeplab.inference import Segmenter
+from tiny_model import TinyNet, tiny_image
+gc.disable()
+seg = Segmenter(TinyNet().eval(), backend="openvino")
+seg(tiny_image(48, 64, seed=3))
+seg.cycle = seg  # garbage that only a collection frees: in the workers, after the fork
+del seg
+class Collecting(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+    def __getitem__(self, i):
+        gc.collect()
+        return torch.zeros(2)
+print(json.dumps(sum(len(b) for b in torch.utils.data.DataLoader(Collecting(), batch_size=2, num_workers=2))))
+"""
+
+
+def test_openvino_model_collected_in_a_forked_worker_does_not_hang(tmp_path):
+    """Destroying an inherited compiled model in a forked child used to hang forever (its threads
+    live in the parent only); the child now keeps it."""
+    assert run_child(FORK, timeout=60, DEEPLAB_CACHE_DIR=str(tmp_path)) == 4
+
+
+PREDICT = """
+import json
+from click.testing import CliRunner
+from deeplab.apps.cli import main
+outs = []
+for k in range(2):
+    r = CliRunner().invoke(main, ["predict", "--weights", WEIGHTS, IMAGES, "-o", f"{OUT}{k}", "--workers", "2"])
+    outs.append([r.exit_code, r.output])
+print(json.dumps(outs))
+"""
+
+
+def test_predict_announces_the_one_off_conversion_once_and_runs_with_loader_workers(tmp_path):
+    import torch
+    from PIL import Image
+
+    from deeplab.models import build_model, save_model
+    from tiny_model import tiny_image
+
+    torch.manual_seed(0)
+    save_model(tmp_path / "m.pt", build_model("deeplabv3-mobilenetv2", num_classes=7, width_mult=0.25).eval())
+    (tmp_path / "in").mkdir()
+    for k in range(3):
+        Image.fromarray(tiny_image(40, 56, seed=k)).save(tmp_path / "in" / f"{k}.png")
+    code = f"WEIGHTS, IMAGES, OUT = {str(tmp_path / 'm.pt')!r}, {str(tmp_path / 'in')!r}, {str(tmp_path / 'o')!r}\n"
+    (first, output1), (second, output2) = run_child(code + PREDICT, DEEPLAB_CACHE_DIR=str(tmp_path / "cache"))
+    assert first == 0 and second == 0, output1 + output2
+    assert f"deeplab: converting the model for OpenVINO (once: cached in {tmp_path / 'cache'})" in output1
+    assert "converting" not in output2 and "3 of 3 images segmented" in output2
+    for k in range(3):
+        assert (tmp_path / "o0" / f"{k}.png").read_bytes() == (tmp_path / "o1" / f"{k}.png").read_bytes()

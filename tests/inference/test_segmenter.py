@@ -296,68 +296,6 @@ def test_predict_batches_overlaps_the_crf_and_keeps_the_order(model, overlap):
             np.testing.assert_allclose(prediction.probs, alone.probs, atol=1e-6)
 
 
-OPENVINO_CHILD = """
-import json, numpy as np, sys
-sys.path.insert(0, "tests")
-from deeplab.inference import Segmenter
-from tiny_model import TinyNet, tiny_image
-model, image = TinyNet().eval(), tiny_image(48, 64, seed=3)
-torch_path = Segmenter(model)(image)
-auto = Segmenter(model, backend="auto")
-got = auto(image)
-print(json.dumps({"backend": auto.backend, "labels_equal": bool(np.array_equal(got.labels, torch_path.labels)),
-                  "max_diff": float(np.abs(got.probs - torch_path.probs).max())}))
-"""
-
-
-def test_openvino_gives_the_torch_paths_labels():
-    """OpenVINO fp32 (what backend="auto" picks where installed) keeps the torch path's labels. It
-    runs in a child process: OpenVINO's threads do not survive the forks other tests make."""
-    import importlib.util
-    import json
-    import subprocess
-    import sys
-
-    if importlib.util.find_spec("openvino") is None:
-        pytest.skip("openvino is not installed")
-    done = subprocess.run([sys.executable, "-c", OPENVINO_CHILD], capture_output=True, text=True, check=True)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["backend"] == "openvino" and result["labels_equal"] and result["max_diff"] < 1e-5
-
-
-OPENVINO_FORK_CHILD = """
-import gc, sys, torch
-sys.path.insert(0, "tests")
-from deeplab.inference import Segmenter
-from tiny_model import TinyNet, tiny_image
-gc.disable()
-seg = Segmenter(TinyNet().eval(), backend="openvino")
-seg(tiny_image(48, 64, seed=3))
-seg.cycle = seg  # garbage that only a collection frees: in the workers, after the fork
-del seg
-class Collecting(torch.utils.data.Dataset):
-    def __len__(self):
-        return 4
-    def __getitem__(self, i):
-        gc.collect()
-        return torch.zeros(2)
-print(sum(len(b) for b in torch.utils.data.DataLoader(Collecting(), batch_size=2, num_workers=2)))
-"""
-
-
-def test_openvino_model_collected_in_a_forked_worker_does_not_hang():
-    """Destroying an inherited compiled model in a forked child used to hang forever (its threads
-    live in the parent only); the child now keeps it. Child process, with a timeout."""
-    import importlib.util
-    import subprocess
-    import sys
-
-    if importlib.util.find_spec("openvino") is None:
-        pytest.skip("openvino is not installed")
-    done = subprocess.run([sys.executable, "-c", OPENVINO_FORK_CHILD], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "4", done.stderr[-2000:]
-
-
 def test_auto_backend_falls_back_to_torch(model, monkeypatch):
     from deeplab.inference import backends, openvino
 

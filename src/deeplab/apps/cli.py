@@ -39,13 +39,18 @@ def main() -> None:
 
 
 def _show_library_messages() -> None:
-    """The library's info messages (a model converted once for OpenVINO) on stderr, once."""
+    """The library's info messages (a model converted once for OpenVINO) on stderr."""
     log = logging.getLogger("deeplab")
-    if not log.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("deeplab: %(message)s"))
-        log.addHandler(handler)
+    if not any(isinstance(h, _EchoHandler) for h in log.handlers):
+        log.addHandler(_EchoHandler())
         log.setLevel(logging.INFO)
+
+
+class _EchoHandler(logging.Handler):
+    """Log records as "deeplab: message" lines on the stderr of the moment (click may swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"deeplab: {record.getMessage()}", err=True)
 
 
 OUT_DIR = click.Path(file_okay=False)

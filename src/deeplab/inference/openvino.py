@@ -106,7 +106,8 @@ def _network(core: Any, model: nn.Module) -> tuple[Any, Path | None]:
     entry = cache.lookup("openvino", key)
     if entry is not None:  # complete (written whole, then renamed), by this OpenVINO (in the key)
         return str(entry / MODEL_FILE), entry
-    log.info("converting the model for OpenVINO (once per model; cached in %s)", cache.cache_root())
+    root = cache.cache_root()
+    log.info("converting the model for OpenVINO (%s)", f"once: cached in {root}" if root else "the cache is off")
     with tempfile.TemporaryDirectory() as tmp:  # OpenVINO reads ONNX from a file
         path = Path(tmp) / "model.onnx"
         path.write_bytes(onnx_bytes(model))
