@@ -96,16 +96,17 @@ import resource, sys, torch
 from deeplab.devices import keep_freed_memory
 kept = keep_freed_memory() if sys.argv[1] == "keep" else True
 faults = []
-for _ in range(3):
+for _ in range(8):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     torch.ones(64 << 20, dtype=torch.uint8)  # 64 MiB, written, then freed
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(kept, faults[-1])
+print(kept, max(faults[-4:]))  # the heap settles in a few rounds (small objects land in a freed block)
 """
 
 
 def test_keep_freed_memory_reuses_big_blocks_without_page_faults():
-    """A freed 64 MiB tensor's memory is reused: no fresh pages (16k faults each time without)."""
+    """A freed 64 MiB tensor's memory is reused: no fresh pages once the heap has settled (16k
+    faults each time without)."""
     import platform
     import subprocess
     import sys

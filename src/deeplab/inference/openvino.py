@@ -3,7 +3,8 @@ runtime measured here (benchmarks/bench_inference.py).
 
 Forks: once OpenVINO has run, forking the process is unsafe. Its thread pool cannot be stopped for
 the fork, and the parent crashed later (in 3 of 8 test runs); so our loaders read ahead with
-threads then (``openvino_started``, ``data.loading``). And a compiled model destroyed in a forked
+threads then (``openvino_started``, ``data.loading``), and the first such fork warns
+(``_warn_before_fork``). And a compiled model destroyed in a forked
 child (collecting garbage it inherited) waits forever for threads that only the parent has: in a
 forked child every compiled model alive at the fork is kept alive for good (``_keep_in_child``).
 
@@ -39,6 +40,7 @@ PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 MODEL_FILE = "model.xml"  # OpenVINO's IR in a cache entry (and model.bin beside it)
 _COMPILED: weakref.WeakSet = weakref.WeakSet()  # the OpenVinoModels alive in this process
 _STARTED = [False]  # whether one was ever compiled here
+_WARNED = [False]  # whether a fork after that was warned about
 
 
 def _keep_in_child() -> None:
@@ -47,7 +49,19 @@ def _keep_in_child() -> None:
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(model.compiled))
 
 
-os.register_at_fork(after_in_child=_keep_in_child)
+def _warn_before_fork() -> None:
+    """Before the first fork of a process where OpenVINO has run: say that it is unsafe."""
+    if _STARTED[0] and not _WARNED[0]:
+        _WARNED[0] = True
+        warnings.warn(
+            "forking a process where OpenVINO has run is unsafe (its threads cannot be stopped for the fork; "
+            "crashes follow): start workers with threads or the 'spawn' method",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
+os.register_at_fork(before=_warn_before_fork, after_in_child=_keep_in_child)
 
 
 def openvino_started() -> bool:
