@@ -321,3 +321,16 @@ def test_softmax_of_channels_last_and_contiguous_logits_agree():
     assert channels_last.is_contiguous() and plain.is_contiguous()
     torch.testing.assert_close(channels_last, logits[0].softmax(0), rtol=0, atol=1e-6)
     torch.testing.assert_close(plain, logits[0].softmax(0), rtol=0, atol=1e-6)
+
+
+def test_read_only_images_raise_no_torch_warning(model):
+    """PIL gives read-only arrays; torch warns about wrapping those (once per process, on the user's screen)."""
+    import warnings
+
+    image = tiny_image(40, 56, seed=4)
+    image.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="The given NumPy array is not writable")
+        got = Segmenter(model, backend="torch")(image)
+    image = image.copy()
+    assert np.array_equal(got.labels, Segmenter(model, backend="torch")(image).labels)

@@ -305,7 +305,8 @@ class Segmenter:
         return out.float()
 
     def _normalise(self, rgb: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device).permute(2, 0, 1).float().div_(255)
+        rgb = np.require(rgb, requirements=("C", "W"))  # a copy where read-only (PIL's): torch warns on those
+        x = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1).float().div_(255)
         return x.sub_(self._mean).div_(self._std).unsqueeze(0)
 
 
