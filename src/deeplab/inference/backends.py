@@ -4,8 +4,8 @@ where installed.
 
 OpenVINO is faster per image on the CPU (benchmarks/bench_inference.py). Its set-up is the ONNX
 export once per model (1.9 s for deeplabv3plus-mobilenetv2, 4.4 s for deeplabv3-resnet101 on 2
-cores), then reading the cached conversion (``inference.cache``): 0.23 and 0.45 s, against 0.1-0.15
-and 0.45-0.65 s for the torch path's batch-norm folding."""
+cores), then reading the cached conversion (``inference.cache``): 0.23 and 0.45 s, against 0.10-0.16
+and 0.43-0.65 s for the torch path's batch-norm folding."""
 
 from __future__ import annotations
 

@@ -39,8 +39,8 @@ log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 MODEL_FILE = "model.xml"  # OpenVINO's IR in a cache entry (and model.bin beside it)
 _COMPILED: weakref.WeakSet = weakref.WeakSet()  # the OpenVinoModels alive in this process
-_STARTED = [False]  # whether one was ever compiled here
-_WARNED = [False]  # whether a fork after that was warned about
+_started = False  # whether one was ever compiled here
+_warned = False  # whether a fork after that was warned about
 
 
 def _keep_in_child() -> None:
@@ -51,8 +51,9 @@ def _keep_in_child() -> None:
 
 def _warn_before_fork() -> None:
     """Before the first fork of a process where OpenVINO has run: say that it is unsafe."""
-    if _STARTED[0] and not _WARNED[0]:
-        _WARNED[0] = True
+    global _warned
+    if _started and not _warned:
+        _warned = True
         warnings.warn(
             "forking a process where OpenVINO has run is unsafe (its threads cannot be stopped for the fork; "
             "crashes follow): start workers with threads or the 'spawn' method",
@@ -66,7 +67,7 @@ os.register_at_fork(before=_warn_before_fork, after_in_child=_keep_in_child)
 
 def openvino_started() -> bool:
     """Whether an OpenVINO model was compiled in this process (its threads then forbid forks)."""
-    return _STARTED[0]
+    return _started
 
 
 def openvino_available() -> bool:
@@ -82,6 +83,7 @@ class OpenVinoModel(nn.Module):
     """A compiled OpenVINO model behind the model interface: N,3,H,W tensor -> logits tensor."""
 
     def __init__(self, model: nn.Module, precision: str = "fp32", threads: int | None = None) -> None:
+        global _started
         super().__init__()
         try:
             import openvino as ov
@@ -103,7 +105,7 @@ class OpenVinoModel(nn.Module):
             "PERFORMANCE_HINT": "LATENCY",
         }
         self.compiled = core.compile_model(network, "CPU", config)
-        _STARTED[0] = True
+        _started = True
         _COMPILED.add(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
