@@ -17,12 +17,13 @@ import numpy as np
 
 from . import lattice as lat
 from ._jit import PREFETCH_AHEAD, get_num_threads, jit, prefetch
+from ._simd import LANES, broadcast8, first_lanes8, floor8, hmax8, hsum8, load8, maximum8, store8, times_power_of_two8
 
 PROB_FLOOR = 1e-5  # pydensecrf's unary_from_softmax clip
 SUM_TOLERANCE = 1e-3  # how far a pixel's probabilities may sum from 1
 WHOLE_IMAGE_PIXELS = 2048 * 1024  # larger images are refined in overlapping windows (bounded memory)
 UNARY_BLOCK = 256  # points per block of the unary's vectorised log
-LANES = 8  # classes are padded to a multiple of this (AVX2's float32 width): rows of whole vectors
+UPDATE_BLOCK = 32  # points per block of the mean-field update's passes
 
 
 @dataclass(frozen=True)
@@ -338,78 +339,69 @@ def _touched(offsets: np.ndarray) -> tuple[int, int]:
     return (int(offsets.min()), int(offsets.max()) + 1) if offsets.size else (0, 0)
 
 
-_NO_KERNEL = (np.zeros((1, 1), np.float32), np.zeros((1, 0), np.int32), np.zeros((1, 0), np.float32))
+_NO_KERNEL = (np.zeros((1, LANES), np.float32), np.zeros((1, 0), np.int32), np.zeros((1, 0), np.float32))
 
 
 def softmax_update(q: np.ndarray, energy: np.ndarray, a: tuple, b: tuple, c: int, lo: int, hi: int) -> None:
     """q[p] = softmax(energy[p] + slice_a[p] + slice_b[p]) over the first c classes, lo <= p < hi.
 
-    A kernel is (blurred values, offsets, slice weights); _NO_KERNEL adds nothing. Padded
-    classes (c and on) get q = 0.
+    A kernel is (blurred values, offsets, slice weights); _NO_KERNEL adds nothing. Rows are a
+    multiple of LANES wide; padded classes (c and on) get q = 0.
     """
     _update(q, energy, *a, *b, c, lo, hi)
 
 
 @jit()
 def _update(q, energy, values_a, offsets_a, weights_a, values_b, offsets_b, weights_b, c, lo, hi):  # pragma: no cover
-    """The compiled body of softmax_update: one row of C' classes at a time, exp in registers."""
+    """The compiled body of softmax_update, 8 classes at a time, in blocks of UPDATE_BLOCK points:
+    sums and maxima, then exps, then the normalisation (each pass's points are independent, so
+    the CPU overlaps them; one point's chain max -> exp -> sum -> divide would wait on latency)."""
     width = q.shape[1]
-    row = np.empty(width, np.float32)
-    powers = np.empty(width, np.int32)
-    scales = powers.view(np.float32)
-    for p in range(lo, hi):
-        if p + PREFETCH_AHEAD < hi:
-            for j in range(offsets_a.shape[1]):
-                prefetch(values_a, offsets_a[p + PREFETCH_AHEAD, j])
-            for j in range(offsets_b.shape[1]):
-                prefetch(values_b, offsets_b[p + PREFETCH_AHEAD, j])
-        for ch in range(width):
-            row[ch] = energy[p, ch]
-        for j in range(offsets_a.shape[1]):
-            w = weights_a[p, j]
-            o = offsets_a[p, j]
-            for ch in range(width):
-                row[ch] += w * values_a[o, ch]
-        for j in range(offsets_b.shape[1]):
-            w = weights_b[p, j]
-            o = offsets_b[p, j]
-            for ch in range(width):
-                row[ch] += w * values_b[o, ch]
-        top = row[0]
-        for ch in range(1, width):
-            top = max(top, row[ch])
-        for ch in range(width):
-            mantissa, exponent = _exp_parts(row[ch] - top)
-            row[ch] = mantissa
-            powers[ch] = (exponent + 127) << 23  # the float 2**exponent
-        total = np.float32(0.0)
-        for ch in range(width):
-            row[ch] *= scales[ch]
-            total += row[ch]
-        for ch in range(c, width):
-            total -= row[ch]
-            row[ch] = 0.0
-        inv = np.float32(1.0) / total
-        for ch in range(width):
-            q[p, ch] = row[ch] * inv
+    scratch = np.empty(UPDATE_BLOCK, np.float32)  # each point's largest value, then 1 / its sum
+    for start in range(lo, hi, UPDATE_BLOCK):
+        stop = min(start + UPDATE_BLOCK, hi)
+        for p in range(start, stop):
+            if p + PREFETCH_AHEAD < hi:
+                for j in range(offsets_a.shape[1]):
+                    prefetch(values_a, offsets_a[p + PREFETCH_AHEAD, j])
+                for j in range(offsets_b.shape[1]):
+                    prefetch(values_b, offsets_b[p + PREFETCH_AHEAD, j])
+            top = broadcast8(-np.inf)
+            for col in range(0, width, LANES):
+                total = load8(energy, p, col)
+                for j in range(offsets_a.shape[1]):
+                    total = total + weights_a[p, j] * load8(values_a, offsets_a[p, j], col)
+                for j in range(offsets_b.shape[1]):
+                    total = total + weights_b[p, j] * load8(values_b, offsets_b[p, j], col)
+                store8(q, p, col, total)
+                top = maximum8(top, total)
+            scratch[p - start] = hmax8(top)
+        for p in range(start, stop):
+            largest, sums = scratch[p - start], broadcast8(0.0)
+            for col in range(0, width, LANES):
+                e = first_lanes8(_exp8(load8(q, p, col) - largest), c - col)  # padded classes: 0
+                store8(q, p, col, e)
+                sums = sums + e
+            scratch[p - start] = np.float32(1.0) / hsum8(sums)
+        for p in range(start, stop):
+            inv = scratch[p - start]
+            for col in range(0, width, LANES):
+                store8(q, p, col, load8(q, p, col) * inv)
 
 
 @jit()
-def _exp_parts(x):  # pragma: no cover - compiled
-    """exp(x) for x <= 0 as (e^r, n) with exp(x) = e^r * 2**n: Cephes' expf, in a form that vectorises.
-
-    Below -87 (exp < 1.7e-38, a class with no chance) it returns exp(-87).
-    """
-    x = max(x, np.float32(-87.0))
-    n = np.floor(x * np.float32(1.44269504088896341) + np.float32(0.5))
+def _exp8(x):  # pragma: no cover - compiled
+    """exp(x) lane by lane for x <= 0: Cephes' expf (e^r * 2**n). Below -87 (exp < 1.7e-38, a class
+    with no chance) it returns exp(-87)."""
+    x = maximum8(x, broadcast8(-87.0))
+    n = floor8(x * np.float32(1.44269504088896341) + np.float32(0.5))
     r = x - n * np.float32(0.693359375) - n * np.float32(-2.12194440e-4)
-    p = np.float32(1.9875691500e-4)
-    p = p * r + np.float32(1.3981999507e-3)
+    p = r * np.float32(1.9875691500e-4) + np.float32(1.3981999507e-3)
     p = p * r + np.float32(8.3334519073e-3)
     p = p * r + np.float32(4.1665795894e-2)
     p = p * r + np.float32(1.6666665459e-1)
     p = p * r + np.float32(5.0000001201e-1)
-    return p * r * r + r + np.float32(1.0), np.int32(n)
+    return times_power_of_two8(p * r * r + r + np.float32(1.0), n)
 
 
 def as_probs(probs: np.ndarray, from_logits: bool = False, check: bool = True) -> np.ndarray:
@@ -427,9 +419,11 @@ def as_probs(probs: np.ndarray, from_logits: bool = False, check: bool = True) -
         if not np.isfinite(probs).all():
             raise ValueError("probs contain NaN or infinite values")
         c, h, w = probs.shape
-        out = np.empty((h * w, c), np.float32)
-        softmax_update(out, np.ascontiguousarray(probs.reshape(c, -1).T), _NO_KERNEL, _NO_KERNEL, c, 0, h * w)
-        return np.ascontiguousarray(out.T).reshape(c, h, w)
+        logits = np.full((h * w, -(-c // LANES) * LANES), -np.inf, np.float32)  # whole vectors per row
+        logits[:, :c] = probs.reshape(c, -1).T
+        out = np.empty_like(logits)
+        softmax_update(out, logits, _NO_KERNEL, _NO_KERNEL, c, 0, h * w)
+        return np.ascontiguousarray(out[:, :c].T).reshape(c, h, w)
     if check:
         finite = bool(np.isfinite(probs).all())
         lowest = probs.min() if finite else 0.0

@@ -9,7 +9,8 @@ float32, like the C++ code, so the result matches pydensecrf to rounding.
 The kernels release the GIL (numba nogil, cached on disk) and each does a range of points or of
 vertices, so that the CRF's own threads can share every step: each thread splats its points
 into a buffer of its own (then the buffers are summed by vertex ranges), the blur goes one
-direction at a time over vertex ranges, the slice over point ranges.
+direction at a time over vertex ranges, the slice over point ranges. Rows of values go 8
+float32 lanes at a time (``_simd``): buffers are a multiple of LANES wide.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._jit import PREFETCH_AHEAD, jit, prefetch
+from ._simd import LANES, broadcast8, load8, store8
 
 
 @dataclass(frozen=True)
@@ -264,8 +266,8 @@ def splat(values, offsets, weights, source, lo, hi, first, last):  # pragma: no 
         for j in range(offsets.shape[1]):
             o = offsets[p, j]
             w = weights[p, j]
-            for ch in range(c):
-                values[o, ch] += w * source[p, ch]
+            for col in range(0, c, LANES):
+                store8(values, o, col, load8(values, o, col) + w * load8(source, p, col))
 
 
 @jit()
@@ -273,8 +275,8 @@ def add_rows(target, other, lo, hi):  # pragma: no cover - compiled
     """target[lo:hi] += other[lo:hi]: one thread's splat added to another's."""
     c = target.shape[1]
     for v in range(lo, hi):
-        for ch in range(c):
-            target[v, ch] += other[v, ch]
+        for col in range(0, c, LANES):
+            store8(target, v, col, load8(target, v, col) + load8(other, v, col))
 
 
 @jit()
@@ -288,27 +290,25 @@ def blur_step(dst, src, neighbours, j, lo, hi):  # pragma: no cover - compiled
             prefetch(src, neighbours[j, v + PREFETCH_AHEAD, 1])
         a = neighbours[j, v, 0]
         b = neighbours[j, v, 1]
-        for ch in range(c):
-            dst[v, ch] = src[v, ch] + half * (src[a, ch] + src[b, ch])
+        for col in range(0, c, LANES):
+            store8(dst, v, col, load8(src, v, col) + half * (load8(src, a, col) + load8(src, b, col)))
 
 
 @jit()
 def slice_(out, values, offsets, weights, lo, hi):  # pragma: no cover - compiled
     """out[p] = sum over corners j of weights[p, j] * values[offsets[p, j]], lo <= p < hi."""
-    d1 = offsets.shape[1]
     c = values.shape[1]
     for p in range(lo, hi):
-        for ch in range(c):
-            out[p, ch] = 0.0
-        for j in range(d1):
-            w = weights[p, j]
-            o = offsets[p, j]
-            for ch in range(c):
-                out[p, ch] += w * values[o, ch]
+        for col in range(0, c, LANES):
+            total = broadcast8(0.0)
+            for j in range(offsets.shape[1]):
+                total = total + weights[p, j] * load8(values, offsets[p, j], col)
+            store8(out, p, col, total)
 
 
 def buffers(lattice: Lattice, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two (M+1) x C float32 buffers for splat and blur; row M (the absent neighbour) is zero."""
+    """Two (M+1) x C float32 buffers for splat and blur (C a multiple of LANES); row M (the absent
+    neighbour) is zero."""
     shape = (lattice.num_vertices + 1, channels)
     pair = np.empty(shape, np.float32), np.empty(shape, np.float32)
     for buffer in pair:
@@ -323,14 +323,15 @@ def blurred(values: np.ndarray, scratch: np.ndarray, lattice: Lattice) -> np.nda
 
 def filter_(lattice: Lattice, source: np.ndarray) -> np.ndarray:
     """K * source (N x C float32) with the lattice's approximate Gaussian K (no normalisation)."""
-    source = np.ascontiguousarray(source, dtype=np.float32)
+    n, c = source.shape
+    padded = np.zeros((n, -(-c // LANES) * LANES), np.float32)  # whole vectors per row
+    padded[:, :c] = source
     m = lattice.num_vertices
-    values, scratch = buffers(lattice, source.shape[1])
-    splat(values, lattice.offsets, lattice.weights, source, 0, len(source), 0, m)
+    values, scratch = buffers(lattice, padded.shape[1])
+    splat(values, lattice.offsets, lattice.weights, padded, 0, n, 0, m)
     src, dst = values, scratch
     for j in range(len(lattice.neighbours)):
         blur_step(dst, src, lattice.neighbours, j, 0, m)
         src, dst = dst, src
-    out = np.empty_like(source)
-    slice_(out, src, lattice.offsets, lattice.weights * lattice.alpha, 0, len(source))
-    return out
+    slice_(padded, src, lattice.offsets, lattice.weights * lattice.alpha, 0, n)
+    return padded[:, :c].copy()
