@@ -71,3 +71,46 @@ def test_identical_features_share_one_simplex():
 def test_coordinates_out_of_16_bit_range_are_an_error():
     with pytest.raises(ValueError, match="16-bit"):
         lattice.build(np.array([[0.0, 0.0], [20000.0, 0.0]], np.float32))
+
+
+def test_insert_numbers_distinct_keys_in_order_of_first_appearance():
+    rng = np.random.default_rng(0)
+    distinct = rng.integers(-(2**40), 2**40, (6000, 2))  # more than the first table holds: it grows
+    packed = np.ascontiguousarray(distinct[rng.integers(0, len(distinct), 40000)])
+    ids, unique, _ = lattice._insert(packed, 3)
+    first = {}
+    for key in map(tuple, packed.tolist()):
+        first.setdefault(key, len(first))
+    np.testing.assert_array_equal(ids, [first[key] for key in map(tuple, packed.tolist())])
+    np.testing.assert_array_equal(unique[ids], packed)
+
+
+def test_neighbours_of_a_large_lattice_are_mutual_and_one_step_apart():
+    f = features(5, h=60, w=70, seed=3)  # ~10k vertices: the hash table grows several times
+    lat = lattice.build(f)
+    m = lat.num_vertices
+    assert m > 4096
+    for j in range(6):
+        plus = lat.neighbours[j, :, 1]
+        has = plus < m
+        assert has.mean() > 0.2
+        np.testing.assert_array_equal(lat.neighbours[j, plus[has], 0], np.arange(m)[has])
+
+
+def test_packing_keeps_fields_apart_and_spills_into_a_second_word():
+    low, word, shift, words = lattice.packing(np.array([-5.0, 0.0]), np.array([5.0, 1e9]))
+    assert words == 1 and shift[1] > shift[0]
+    low, word, shift, words = lattice.packing(np.full(5, -3e4), np.full(5, 3e4))  # 17 bits each
+    assert words == 2 and list(word) == [0, 0, 0, 1, 1]
+    steps = lattice.directions(5, word, shift, words)
+    assert steps.shape == (6, 2)
+
+
+def test_keys_packed_in_several_words_give_the_same_lattice(monkeypatch):
+    f = features(5, h=30, w=40, seed=4)
+    one_word = lattice.build(f)
+    monkeypatch.setattr(lattice, "WORD_BITS", 12)  # a field or two per word
+    assert lattice.packing(np.full(5, -50.0), np.full(5, 50.0))[3] >= 3
+    several = lattice.build(f)
+    for name in ("offsets", "weights", "neighbours"):
+        np.testing.assert_array_equal(getattr(several, name), getattr(one_word, name))

@@ -18,9 +18,10 @@ __all__ = ["PREFETCH_AHEAD", "get_num_threads", "jit", "prefetch"]
 PREFETCH_AHEAD = 16  # rows looked up this many loop steps early: the lattice's reads are random
 
 
-def jit():
-    """numba.njit with the on-disk cache and the GIL released."""
-    return njit(cache=True, nogil=True, error_model="numpy")
+def jit(inline: bool = False):
+    """numba.njit with the on-disk cache and the GIL released; ``inline``: a small helper that
+    numba inlines into its callers (no call, no reference counting of the arrays passed)."""
+    return njit(cache=True, nogil=True, error_model="numpy", inline="always" if inline else "never")
 
 
 @intrinsic

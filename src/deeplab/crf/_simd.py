@@ -201,7 +201,9 @@ def _horizontal(combine):
             while width > 1:
                 width //= 2
                 kind = ir.VectorType(_FLOAT, width)
-                low = builder.shuffle_vector(value, value, ir.Constant(ir.VectorType(ir.IntType(32), width), list(range(width))))
+                low = builder.shuffle_vector(
+                    value, value, ir.Constant(ir.VectorType(ir.IntType(32), width), list(range(width)))
+                )
                 high = builder.shuffle_vector(
                     value, value, ir.Constant(ir.VectorType(ir.IntType(32), width), list(range(width, 2 * width)))
                 )

@@ -54,7 +54,8 @@ def spans(total: int, parts: int) -> list[tuple[int, int]]:
     return [(i * total // parts, (i + 1) * total // parts) for i in range(parts)]
 
 
-KEY_LIMIT = 32000  # lattice coordinates are int16, as in the C++ code
+KEY_LIMIT = 32000  # lattice coordinates fit 16 bits, as in the C++ code
+WORD_BITS = 63  # bits of a packed key word that hold fields (the sign bit stays clear)
 
 
 def scale_factors(d: int) -> np.ndarray:
@@ -73,9 +74,8 @@ def build_many(features: list[np.ndarray], run=serial, parts: int = 1) -> list[L
 
     ``run(fn, items)`` maps over items (a thread pool's map shares the work): the simplices and the
     neighbours of every lattice are found in ``parts`` shares of its points and vertices, and the
-    hash tables, serial, are filled side by side (one per thread). Measured on the VOC photo with
-    DeepLab v2's parameters, 2 threads: 483 ms one lattice per thread, 342 ms every step shared
-    with the inserts in turn; this overlaps the inserts as well.
+    hash tables, serial, are filled side by side (one per thread). Vertex keys are packed into
+    int64 words (``packing``): a lookup hashes and compares one word and reads one table row.
     """
     features = [np.ascontiguousarray(f, dtype=np.float32) for f in features]
     for f in features:
@@ -83,26 +83,45 @@ def build_many(features: list[np.ndarray], run=serial, parts: int = 1) -> list[L
             raise ValueError(
                 "features too large for the lattice's 16-bit coordinates: use larger thetas or a smaller image"
             )
-    keys = [np.empty((len(f), f.shape[1] + 1, f.shape[1]), np.int16) for f in features]
     weights = [np.empty((len(f), f.shape[1] + 1), np.float32) for f in features]
+    shares = [(i, lo, hi) for i, f in enumerate(features) for lo, hi in spans(len(f), parts)]
+
+    def elevated_range(share: tuple[int, int, int]) -> np.ndarray:
+        i, lo, hi = share
+        return _elevated_range(features[i], scale_factors(features[i].shape[1]), lo, hi)
+
+    ranges = run(elevated_range, shares)
+    layouts = [
+        packing(*_combined([r for share, r in zip(shares, ranges) if share[0] == i])) for i in range(len(features))
+    ]
+    packed = [np.empty((len(f), f.shape[1] + 1, layout[3]), np.int64) for f, layout in zip(features, layouts)]
 
     def simplices(share: tuple[int, int, int]) -> None:
         i, lo, hi = share
-        _simplices(features[i], scale_factors(features[i].shape[1]), keys[i], weights[i], lo, hi)
+        _simplices(features[i], scale_factors(features[i].shape[1]), *layouts[i][:3], packed[i], weights[i], lo, hi)
 
-    run(simplices, [(i, lo, hi) for i, f in enumerate(features) for lo, hi in spans(len(f), parts)])
-    tables = run(lambda k: _insert(k.reshape(-1, k.shape[2])), keys)  # (ids, unique keys, hash table)
-    neighbours = [np.empty((k.shape[1], len(unique), 2), np.int32) for k, (_, unique, _) in zip(keys, tables)]
+    run(simplices, shares)
+    packed = [k.reshape(-1, k.shape[2]) for k in packed]
+    tables = run(lambda i: _insert(packed[i], features[i].shape[1] + 1), range(len(features)))  # ids, keys, table
+    steps = [directions(f.shape[1], *layout[1:]) for f, layout in zip(features, layouts)]
+    neighbours = [np.empty((len(st), len(unique), 2), np.int32) for st, (_, unique, _) in zip(steps, tables)]
 
     def links(share: tuple[int, int, int]) -> None:
         i, lo, hi = share
         _, unique, table = tables[i]
-        _neighbours(unique, table, neighbours[i], lo, hi)
+        _neighbours(unique, table, steps[i], neighbours[i], lo, hi)
 
     run(links, [(i, lo, hi) for i, (_, unique, _) in enumerate(tables) for lo, hi in spans(len(unique), parts)])
     return [
-        Lattice(ids.reshape(k.shape[:2]), w, nb) for k, (ids, _, _), w, nb in zip(keys, tables, weights, neighbours)
+        Lattice(ids.reshape(len(f), -1), w, nb) for f, (ids, _, _), w, nb in zip(features, tables, weights, neighbours)
     ]
+
+
+def _combined(ranges: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The lowest and highest elevated coordinates over several shares' (2, d) ranges (0 without points)."""
+    stacked = np.stack(ranges)
+    lowest, highest = stacked[:, 0].min(0), stacked[:, 1].max(0)
+    return np.where(np.isfinite(lowest), lowest, 0.0), np.where(np.isfinite(highest), highest, 0.0)
 
 
 def _largest_coordinate(reach: np.ndarray) -> float:
@@ -112,9 +131,37 @@ def _largest_coordinate(reach: np.ndarray) -> float:
     return max([tails[0]] + [tails[j] + j * reach[j - 1] for j in range(1, d + 1)]) + d + 1
 
 
+@jit(inline=True)
+def _elevate(features, p, scale, elevated):  # pragma: no cover - compiled
+    """elevated = point p's features scaled and lifted onto the plane sum(x) = 0 in d+1 dimensions."""
+    d = features.shape[1]
+    sm = np.float32(0.0)
+    for j in range(d, 0, -1):
+        cf = features[p, j - 1] * scale[j - 1]
+        elevated[j] = sm - np.float32(j) * cf
+        sm += cf
+    elevated[0] = sm
+
+
 @jit()
-def _simplices(features, scale, keys, weights, lo, hi):  # pragma: no cover - compiled
-    """For points lo <= p < hi: the d+1 vertex keys (N, d+1, d) int16 and barycentric weights (N, d+1)."""
+def _elevated_range(features, scale, lo, hi):  # pragma: no cover - compiled
+    """(2, d): the smallest and largest of the first d elevated coordinates of points lo <= p < hi."""
+    d = features.shape[1]
+    elevated = np.empty(d + 1, np.float32)
+    out = np.empty((2, d), np.float64)
+    out[0], out[1] = np.inf, -np.inf
+    for p in range(lo, hi):
+        _elevate(features, p, scale, elevated)
+        for i in range(d):
+            out[0, i] = min(out[0, i], elevated[i])
+            out[1, i] = max(out[1, i], elevated[i])
+    return out
+
+
+@jit()
+def _simplices(features, scale, low, word, shift, keys, weights, lo, hi):  # pragma: no cover - compiled
+    """For points lo <= p < hi: the packed keys (N, d+1, W) of the d+1 vertices of the point's
+    simplex and their barycentric weights (N, d+1)."""
     d = features.shape[1]
     down = np.float32(1.0) / np.float32(d + 1)
     up = np.float32(d + 1)
@@ -122,13 +169,12 @@ def _simplices(features, scale, keys, weights, lo, hi):  # pragma: no cover - co
     rem0 = np.empty(d + 1, np.float32)
     rank = np.empty(d + 1, np.int64)
     bary = np.empty(d + 2, np.float32)
+    owner = np.empty(d + 1, np.int64)  # owner[k]: the coordinate of rank k
+    ones = np.zeros(keys.shape[2], np.int64)  # the packed key of (1, ..., 1)
+    for i in range(d):
+        ones[word[i]] += np.int64(1) << shift[i]
     for p in range(lo, hi):
-        sm = np.float32(0.0)
-        for j in range(d, 0, -1):
-            cf = features[p, j - 1] * scale[j - 1]
-            elevated[j] = sm - np.float32(j) * cf
-            sm += cf
-        elevated[0] = sm
+        _elevate(features, p, scale, elevated)
         # the nearest remainder-0 point, then the rank of each coordinate's offset from it
         total = 0
         for i in range(d + 1):
@@ -139,10 +185,9 @@ def _simplices(features, scale, keys, weights, lo, hi):  # pragma: no cover - co
         for i in range(d):
             di = elevated[i] - rem0[i]
             for j in range(i + 1, d + 1):
-                if di < elevated[j] - rem0[j]:
-                    rank[i] += 1
-                else:
-                    rank[j] += 1
+                smaller = di < elevated[j] - rem0[j]  # no branch: the outcome is a coin toss
+                rank[i] += smaller
+                rank[j] += 1 - smaller
         for i in range(d + 1):  # back onto the plane sum(x) = 0
             rank[i] += total
             if rank[i] < 0:
@@ -159,95 +204,150 @@ def _simplices(features, scale, keys, weights, lo, hi):  # pragma: no cover - co
         bary[0] += np.float32(1.0) + bary[d + 1]
         for r in range(d + 1):
             weights[p, r] = bary[r]
-            for i in range(d):  # corner r of the canonical simplex, moved to the point's simplex
-                shift = r if rank[i] <= d - r else r - (d + 1)
-                keys[p, r, i] = np.int16(np.int64(rem0[i]) + shift)
+            owner[rank[r]] = r
+        # corner 0 is the remainder-0 point; corner r moves every coordinate of corner r-1 by +1
+        # except the one of rank d-r+1, which moves by -d (coordinate d is not stored)
+        for w in range(keys.shape[2]):
+            keys[p, 0, w] = 0
+        for i in range(d):
+            keys[p, 0, word[i]] += (np.int64(rem0[i]) - low[i]) << shift[i]
+        for r in range(1, d + 1):
+            for w in range(keys.shape[2]):
+                keys[p, r, w] = keys[p, r - 1, w] + ones[w]
+            i = owner[d - r + 1]
+            if i < d:
+                keys[p, r, word[i]] -= np.int64(d + 1) << shift[i]
 
 
-@jit()
-def _hash(keys, k, step, j):  # pragma: no cover - compiled
-    """Hash of keys[k] moved by ``step`` along lattice direction j (step 0: keys[k] itself)."""
-    d = keys.shape[1]
+def packing(lowest: np.ndarray, highest: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """How to pack vertex keys into W int64 words, given the range of the points' elevated
+    coordinates: per coordinate its low, word and shift.
+
+    A key coordinate lies within (d+1)/2 + 2d of its point's elevated coordinate (the rounding to
+    a remainder-0 point, the wrap, the corner's shift); it is stored as x - low in just enough bits,
+    with d + 1 more of room on each side, so that a neighbour key (each coordinate moved by at most
+    d) packs by adding a constant, with no carry into the next field. Fields never straddle words;
+    one word holds the keys of the CRF's usual images.
+    """
+    d = len(lowest)
+    reach = 3 * (d + 1)
+    low = np.floor(lowest).astype(np.int64) - reach
+    high = np.ceil(highest).astype(np.int64) + reach
+    word, shift = np.zeros(d, np.int64), np.zeros(d, np.int64)
+    w, used = 0, 0
+    for i in range(d):
+        bits = int(high[i] - low[i]).bit_length()
+        if used + bits > WORD_BITS:
+            w, used = w + 1, 0
+        word[i], shift[i] = w, used
+        used += bits
+    return low, word, shift, w + 1
+
+
+def directions(d: int, word: np.ndarray, shift: np.ndarray, words: int) -> np.ndarray:
+    """(d+1, W) int64: what the packed key gains by one step along each lattice direction j
+    (coordinate j - d, the others + 1; direction d moves all d stored coordinates by + 1)."""
+    out = np.zeros((d + 1, words), np.int64)
+    for j in range(d + 1):
+        for i in range(d):
+            out[j, word[i]] += (-d if i == j else 1) << int(shift[i])
+    return out
+
+
+@jit(inline=True)
+def _slot(keys, k, step, steps, j, bits):  # pragma: no cover - compiled
+    """The home slot (of 2**bits) of keys[k] + step * steps[j]: Fibonacci hashing of its words
+    (as many as steps has: keys may have more columns)."""
     h = np.uint64(0)
-    for i in range(d):
-        x = np.int64(keys[k, i]) + step * (-d if i == j else 1)
-        h = (h + np.uint64(x & 0xFFFF)) * np.uint64(2654435761)
-    return h ^ (h >> np.uint64(29))
+    for w in range(steps.shape[1]):
+        h = (h ^ np.uint64(keys[k, w] + step * steps[j, w])) * np.uint64(0x9E3779B97F4A7C15)
+    return np.int64(h >> np.uint64(64 - bits))
+
+
+@jit(inline=True)
+def _find(table, keys, k, step, steps, j, bits):  # pragma: no cover - compiled
+    """The slot that holds keys[k] + step * steps[j], or the empty slot where it would go."""
+    words = steps.shape[1]
+    mask = (1 << bits) - 1
+    h = _slot(keys, k, step, steps, j, bits)
+    while table[h, words] >= 0:
+        same = True
+        for w in range(words):
+            same &= table[h, w] == keys[k, w] + step * steps[j, w]
+        if same:
+            return h
+        h = (h + 1) & mask
+    return h
 
 
 @jit()
-def _same(keys, k, step, j, unique, e):  # pragma: no cover - compiled
-    d = keys.shape[1]
-    for i in range(d):
-        if unique[e, i] != np.int64(keys[k, i]) + step * (-d if i == j else 1):
-            return False
-    return True
+def _grow(table, bits):  # pragma: no cover - compiled
+    """The entries of ``table`` in a table of 2**bits slots."""
+    words = table.shape[1] - 1
+    bigger = np.full((1 << bits, words + 1), -1, np.int64)
+    still = np.zeros((1, words), np.int64)
+    for e in range(table.shape[0]):
+        if table[e, words] >= 0:
+            h = _find(bigger, table, e, 0, still, 0, bits)
+            for w in range(words + 1):
+                bigger[h, w] = table[e, w]
+    return bigger
 
 
 @jit()
-def _table(unique, m, capacity):  # pragma: no cover - compiled
-    """An open-addressing hash table (linear probing) of the first m unique keys."""
-    table = np.full(capacity, -1, np.int32)
-    mask = np.uint64(capacity - 1)
-    for e in range(m):
-        h = _hash(unique, e, 0, -1) & mask
-        while table[h] >= 0:
-            h = (h + np.uint64(1)) & mask
-        table[h] = e
-    return table
-
-
-@jit()
-def _insert(keys):  # pragma: no cover - compiled
-    """Number the distinct keys in order of first appearance: (id per key, distinct keys, table)."""
-    total = keys.shape[0]
-    capacity = 1 << 12
-    table = np.full(capacity, -1, np.int32)
+def _insert(packed, corners):  # pragma: no cover - compiled
+    """Number the distinct packed keys in order of first appearance: (id per key, distinct keys,
+    table). The table (open addressing, linear probing, at most half full) holds each key's words
+    and its id (-1: empty), so that a lookup reads one row. Keys come in points of ``corners``:
+    a corner equal to the previous point's same corner (neighbouring pixels often share their
+    simplex) takes its id without a lookup."""
+    total, words = packed.shape
+    bits = 12
+    table = np.full((1 << bits, words + 1), -1, np.int64)
     ids = np.empty(total, np.int32)
-    unique = np.empty_like(keys)
+    unique = np.empty_like(packed)
+    still = np.zeros((1, words), np.int64)
     m = 0
     for k in range(total):
-        if 2 * m >= capacity:
-            capacity *= 2
-            table = _table(unique, m, capacity)
-        mask = np.uint64(capacity - 1)
-        h = _hash(keys, k, 0, -1) & mask
-        while True:
-            e = table[h]
-            if e < 0:
-                table[h] = m
-                unique[m] = keys[k]
-                ids[k] = m
-                m += 1
-                break
-            if _same(keys, k, 0, -1, unique, e):
-                ids[k] = e
-                break
-            h = (h + np.uint64(1)) & mask
+        if k >= corners:
+            same = True
+            for w in range(words):
+                same &= packed[k, w] == packed[k - corners, w]
+            if same:
+                ids[k] = ids[k - corners]
+                continue
+        if 2 * m >= table.shape[0]:
+            bits += 1
+            table = _grow(table, bits)
+        if k + PREFETCH_AHEAD < total:
+            prefetch(table, _slot(packed, k + PREFETCH_AHEAD, 0, still, 0, bits))
+        h = _find(table, packed, k, 0, still, 0, bits)
+        if table[h, words] < 0:
+            for w in range(words):
+                table[h, w] = packed[k, w]
+                unique[m, w] = packed[k, w]
+            table[h, words] = m
+            m += 1
+        ids[k] = table[h, words]
     return ids, unique[:m].copy(), table
 
 
 @jit()
-def _neighbours(unique, table, out, lo, hi):  # pragma: no cover - compiled
-    """out[j, v] = the vertices at v -/+ the j-th lattice vector (M if absent), lo <= v < hi."""
-    m, d = unique.shape
-    mask = np.uint64(table.shape[0] - 1)
+def _neighbours(unique, table, steps, out, lo, hi):  # pragma: no cover - compiled
+    """out[j, v] = the vertices at v -/+ the j-th lattice direction (M if absent), lo <= v < hi."""
+    m, words = unique.shape
+    bits = 0
+    while (1 << bits) < table.shape[0]:  # the table has 2**bits slots
+        bits += 1
     for v in range(lo, hi):
         if v + 2 < hi:  # the table slots of the vertex after next: 2(d+1) lookups ahead
-            for j in range(d + 1):
+            for j in range(steps.shape[0]):
                 for side in range(2):
-                    prefetch(table, _hash(unique, v + 2, 2 * side - 1, j) & mask)
-        for j in range(d + 1):
+                    prefetch(table, _slot(unique, v + 2, 2 * side - 1, steps, j, bits))
+        for j in range(steps.shape[0]):
             for side in range(2):
-                step = 2 * side - 1
-                h = _hash(unique, v, step, j) & mask
-                found = m
-                while table[h] >= 0:
-                    if _same(unique, v, step, j, unique, table[h]):
-                        found = table[h]
-                        break
-                    h = (h + np.uint64(1)) & mask
-                out[j, v, side] = found
+                e = table[_find(table, unique, v, 2 * side - 1, steps, j, bits), words]
+                out[j, v, side] = e if e >= 0 else m
 
 
 @jit()
