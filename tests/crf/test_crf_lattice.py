@@ -114,3 +114,14 @@ def test_keys_packed_in_several_words_give_the_same_lattice(monkeypatch):
     several = lattice.build(f)
     for name in ("offsets", "weights", "neighbours"):
         np.testing.assert_array_equal(getattr(several, name), getattr(one_word, name))
+
+
+def test_blur_with_streaming_stores_equals_the_plain_blur():
+    lat = lattice.build(features(5, h=20, w=30, seed=5))
+    values, _ = lattice.buffers(lat, 16)
+    values[:-1] = np.random.default_rng(6).random((lat.num_vertices, 16), dtype=np.float32)
+    plain, streamed = (lattice.buffers(lat, 16)[1] for _ in range(2))
+    for j in range(len(lat.neighbours)):
+        lattice.blur_step(plain, values, lat.neighbours, j, 0, lat.num_vertices, False)
+        lattice.blur_step(streamed, values, lat.neighbours, j, 0, lat.num_vertices, True)
+        np.testing.assert_array_equal(streamed[:-1], plain[:-1])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import operator
 
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -77,6 +78,43 @@ def store8(typingctx, array, i, col, value):
         return context.get_dummy_value()
 
     return types.void(array, i, col, value), codegen
+
+
+@intrinsic
+def stream8(typingctx, array, i, col, value):
+    """array[i, col:col + 8] = value, written past the caches (a non-temporal store): for buffers
+    too big to stay cached, this saves reading each line before writing it. The array must be
+    32-byte aligned with rows a multiple of 32 bytes (``aligned_empty``); ``store_fence()`` after
+    the last one, before other threads read."""
+    if not (_is_rows(array) and isinstance(i, types.Integer) and isinstance(col, types.Integer) and value == vec8):
+        return None
+
+    def codegen(context, builder, signature, args):
+        store = builder.store(args[3], _lanes_pointer(context, builder, signature, args), align=32)
+        store.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+        return context.get_dummy_value()
+
+    return types.void(array, i, col, value), codegen
+
+
+@intrinsic
+def store_fence(typingctx):
+    """Order the non-temporal stores before (x86 sfence)."""
+
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse.sfence")
+        builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+def aligned_empty(shape: tuple[int, int]) -> np.ndarray:
+    """An uninitialised float32 array whose data starts on a 64-byte boundary (for ``stream8``)."""
+    count = shape[0] * shape[1]
+    raw = np.empty(count * 4 + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    return raw[start : start + count * 4].view(np.float32).reshape(shape)
 
 
 def _as_lanes(context, builder, kind, value):

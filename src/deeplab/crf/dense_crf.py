@@ -319,7 +319,8 @@ def mean_field(
     def blur(j: int, part: int) -> None:
         for kernel, pair, span in zip(kernels, buffers, vertex_spans):
             if j < len(kernel.lattice.neighbours):
-                lat.blur_step(pair[(j + 1) % 2], pair[j % 2], kernel.lattice.neighbours, j, *span[part])
+                dst = pair[(j + 1) % 2]
+                lat.blur_step(dst, pair[j % 2], kernel.lattice.neighbours, j, *span[part], lat.streams(dst))
 
     results = [lat.blurred(*pair, k.lattice) for k, pair in zip(kernels, buffers)]
     terms = [(values, k.lattice.offsets, k.slice_weights) for values, k in zip(results, kernels)]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._jit import PREFETCH_AHEAD, jit, prefetch
-from ._simd import LANES, broadcast8, load8, store8
+from ._simd import LANES, aligned_empty, broadcast8, load8, store8, store_fence, stream8
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ def spans(total: int, parts: int) -> list[tuple[int, int]]:
 
 
 KEY_LIMIT = 32000  # lattice coordinates fit 16 bits, as in the C++ code
+STREAM_BYTES = 16 << 20  # blur buffers from this size on are written past the caches (see streams)
 WORD_BITS = 63  # bits of a packed key word that hold fields (the sign bit stays clear)
 
 
@@ -380,8 +381,11 @@ def add_rows(target, other, lo, hi):  # pragma: no cover - compiled
 
 
 @jit()
-def blur_step(dst, src, neighbours, j, lo, hi):  # pragma: no cover - compiled
-    """dst[v] = src[v] + (src[v - e_j] + src[v + e_j]) / 2 for lo <= v < hi: [1 2 1]/2 along direction j."""
+def blur_step(dst, src, neighbours, j, lo, hi, stream):  # pragma: no cover - compiled
+    """dst[v] = src[v] + (src[v - e_j] + src[v + e_j]) / 2 for lo <= v < hi: [1 2 1]/2 along direction j.
+
+    ``stream``: write dst past the caches (``streams``: a buffer too big to stay cached).
+    """
     c = src.shape[1]
     half = np.float32(0.5)
     for v in range(lo, hi):
@@ -391,7 +395,13 @@ def blur_step(dst, src, neighbours, j, lo, hi):  # pragma: no cover - compiled
         a = neighbours[j, v, 0]
         b = neighbours[j, v, 1]
         for col in range(0, c, LANES):
-            store8(dst, v, col, load8(src, v, col) + half * (load8(src, a, col) + load8(src, b, col)))
+            value = load8(src, v, col) + half * (load8(src, a, col) + load8(src, b, col))
+            if stream:
+                stream8(dst, v, col, value)
+            else:
+                store8(dst, v, col, value)
+    if stream:
+        store_fence()
 
 
 @jit()
@@ -410,10 +420,16 @@ def buffers(lattice: Lattice, channels: int) -> tuple[np.ndarray, np.ndarray]:
     """Two (M+1) x C float32 buffers for splat and blur (C a multiple of LANES); row M (the absent
     neighbour) is zero."""
     shape = (lattice.num_vertices + 1, channels)
-    pair = np.empty(shape, np.float32), np.empty(shape, np.float32)
+    pair = aligned_empty(shape), aligned_empty(shape)
     for buffer in pair:
         buffer[-1] = 0.0
     return pair
+
+
+def streams(buffer: np.ndarray) -> bool:
+    """Whether the blur writes this buffer with non-temporal stores: when it is too big to stay in
+    the cache (STREAM_BYTES) and aligned for them."""
+    return buffer.nbytes >= STREAM_BYTES and buffer.ctypes.data % 64 == 0
 
 
 def blurred(values: np.ndarray, scratch: np.ndarray, lattice: Lattice) -> np.ndarray:
@@ -431,7 +447,7 @@ def filter_(lattice: Lattice, source: np.ndarray) -> np.ndarray:
     splat(values, lattice.offsets, lattice.weights, padded, 0, n, 0, m)
     src, dst = values, scratch
     for j in range(len(lattice.neighbours)):
-        blur_step(dst, src, lattice.neighbours, j, 0, m)
+        blur_step(dst, src, lattice.neighbours, j, 0, m, streams(dst))
         src, dst = dst, src
     slice_(padded, src, lattice.offsets, lattice.weights * lattice.alpha, 0, n)
     return padded[:, :c].copy()
