@@ -215,22 +215,25 @@ def _unary(probs, energy, lo, hi):  # pragma: no cover - compiled
     logs = np.empty(UNARY_BLOCK, np.float32)
     mantissas = np.empty(UNARY_BLOCK, np.int32)
     exponents = np.empty(UNARY_BLOCK, np.float32)
-    totals = np.empty(UNARY_BLOCK, np.float64)
+    totals = np.empty(UNARY_BLOCK, np.float64)  # NaN or infinite where a value is
+    lows = np.empty(UNARY_BLOCK, np.float32)
     for start in range(lo, hi, UNARY_BLOCK):
         n = min(UNARY_BLOCK, hi - start)
         totals[:n] = 0.0
+        lows[:n] = np.inf
         for ch in range(c):
             row = probs[ch, start : start + n]
-            for i in range(n):
+            for i in range(n):  # element by element, no reduction: the loop vectorises
                 x = row[i]
-                finite &= np.isfinite(x)
-                lowest = min(lowest, x)
+                lows[i] = min(lows[i], x)
                 totals[i] += x
                 clipped[i] = min(max(x, floor), one)
             _log(clipped, logs, n, mantissas, exponents)
             for i in range(n):
                 energy[start + i, ch] = logs[i]
         for i in range(n):
+            finite &= np.isfinite(totals[i])
+            lowest = min(lowest, lows[i])
             worst = max(worst, abs(totals[i] - 1.0))
             for ch in range(c, width):
                 energy[start + i, ch] = -np.inf
