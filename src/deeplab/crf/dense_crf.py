@@ -293,31 +293,34 @@ def mean_field(
     Every step is split in ``parts`` that ``run`` maps over: the splat by point ranges (each part
     into a buffer of its own, then the buffers summed by vertex ranges), each blur direction by
     vertex ranges, the slice + softmax by point ranges. Vertices are numbered in the order points
-    first touch them, so each part's points touch a narrow range of vertices: only that range of
-    its buffer is cleared and summed.
+    first touch them, so each part's points touch a narrow range of vertices: a part's own buffer
+    holds only that range, which is all that is cleared and summed.
     """
     if not kernels:
         return q
     buffers = [lat.buffers(k.lattice, q.shape[1]) for k in kernels]
-    private = [[pair[0]] + [np.empty_like(pair[0]) for _ in range(parts - 1)] for pair in buffers]
     vertex_spans = [lat.spans(k.lattice.num_vertices, parts) for k in kernels]
     point_spans = lat.spans(len(q), parts)
     directions = max(len(k.lattice.neighbours) for k in kernels)
 
     touched = [[_touched(k.lattice.offsets[lo:hi]) for lo, hi in point_spans] for k in kernels]
+    private = [  # part 0 splats into the shared buffer, the others into rows of their own
+        [pair[0][ranges[0][0] :]] + [np.empty((last - first, q.shape[1]), np.float32) for first, last in ranges[1:]]
+        for pair, ranges in zip(buffers, touched)
+    ]
 
     def splat(part: int) -> None:
         for kernel, own, ranges in zip(kernels, private, touched):
             lat.splat(own[part], kernel.lattice.offsets, kernel.splat_weights, q, *point_spans[part], *ranges[part])
 
     def add(part: int) -> None:
-        for own, span, ranges in zip(private, vertex_spans, touched):
+        for pair, own, span, ranges in zip(buffers, private, vertex_spans, touched):
             lo, hi = span[part]
-            (first, last), target = ranges[0], own[0]
+            (first, last), target = ranges[0], pair[0]
             target[lo : min(hi, first)] = 0.0  # rows that part 0 did not write
             target[max(lo, last) : hi] = 0.0
             for other, (first, last) in zip(own[1:], ranges[1:]):
-                lat.add_rows(target, other, max(lo, first), min(hi, last))
+                lat.add_rows(target, other, max(lo, first), min(hi, last), first)
 
     def blur(j: int, part: int) -> None:
         for kernel, pair, span in zip(kernels, buffers, vertex_spans):

@@ -353,31 +353,33 @@ def _neighbours(unique, table, steps, out, lo, hi):  # pragma: no cover - compil
 
 @jit()
 def splat(values, offsets, weights, source, lo, hi, first, last):  # pragma: no cover - compiled
-    """values[v] = sum of weights * source over the corners at vertex v of the points lo <= p < hi,
-    for the vertices first <= v < last that those points touch (the only rows it writes).
+    """values[v - first] = sum of weights * source over the corners at vertex v of the points
+    lo <= p < hi, for the vertices first <= v < last that those points touch (all they write).
 
-    Threads splat their own ranges of points into buffers of their own, then ``add_rows`` sums them.
+    Threads splat their own ranges of points into buffers of their own that hold only the rows
+    they touch, then ``add_rows`` sums them.
     """
     c = source.shape[1]
-    values[first:last] = 0.0
+    values[: last - first] = 0.0
     for p in range(lo, hi):
         if p + PREFETCH_AHEAD < hi:
             for j in range(offsets.shape[1]):
-                prefetch(values, offsets[p + PREFETCH_AHEAD, j])
+                prefetch(values, offsets[p + PREFETCH_AHEAD, j] - first)
         for j in range(offsets.shape[1]):
-            o = offsets[p, j]
+            o = offsets[p, j] - first
             w = weights[p, j]
             for col in range(0, c, LANES):
                 store8(values, o, col, load8(values, o, col) + w * load8(source, p, col))
 
 
 @jit()
-def add_rows(target, other, lo, hi):  # pragma: no cover - compiled
-    """target[lo:hi] += other[lo:hi]: one thread's splat added to another's."""
+def add_rows(target, other, lo, hi, first):  # pragma: no cover - compiled
+    """target[lo:hi] += other[lo - first:hi - first]: one thread's splat (rows from ``first`` on)
+    added to another's."""
     c = target.shape[1]
     for v in range(lo, hi):
         for col in range(0, c, LANES):
-            store8(target, v, col, load8(target, v, col) + load8(other, v, col))
+            store8(target, v, col, load8(target, v, col) + load8(other, v - first, col))
 
 
 @jit()
