@@ -7,6 +7,7 @@ The arithmetic is lane by lane in the scalar code's order (a multiply then an ad
 so results round exactly as the scalar loops did; only ``hsum8`` adds its lanes in another order.
 
 Arrays are C-contiguous 2-D float32 with rows a multiple of ``LANES`` wide (no bounds checks).
+numba's disk cache does not notice edits here: after one, clear the kernels' ``__pycache__``.
 """
 
 from __future__ import annotations
@@ -99,11 +100,10 @@ def stream8(typingctx, array, i, col, value):
 
 @intrinsic
 def store_fence(typingctx):
-    """Order the non-temporal stores before (x86 sfence)."""
+    """Order the non-temporal stores before: a full fence (mfence on x86; portable LLVM)."""
 
     def codegen(context, builder, signature, args):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.x86.sse.sfence")
-        builder.call(fn, [])
+        builder.fence("seq_cst")
         return context.get_dummy_value()
 
     return types.void(), codegen
