@@ -154,7 +154,8 @@ class DenseCRF:
                 if left is not None:
                     crop[:, y0 - top : y1 - top, : x0 - first] = left[:, :, left.shape[2] - (x0 - first) :]
                 left = np.array(probs[:, y0:y1, max(x1 - m, x0) : x1], np.float32)
-                refined = self._run(image[top:bottom, first:last], crop, from_logits, run, parts, (top, first))
+                window = image[top:bottom, first:last]
+                refined = self._run(window, crop, from_logits, run, parts, (top, first), out=crop)  # in place
                 out[:, y0:y1, x0:x1] = refined[:, y0 - top : y1 - top, x0 - first : x1 - first]
             above[:, m - below.shape[1] :] = below
         return out
