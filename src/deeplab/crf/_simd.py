@@ -42,8 +42,10 @@ class _Vec8Model(models.PrimitiveModel):
         super().__init__(dmm, fe_type, _VECTOR)
 
 
-def _is_rows(array) -> bool:
-    return isinstance(array, types.Array) and array.ndim == 2 and array.layout == "C" and array.dtype == types.float32
+def _is_place(array, i, col) -> bool:
+    """Whether (array, i, col) name 8 lanes of a row: a C-contiguous 2-D float32 array, integers."""
+    rows = isinstance(array, types.Array) and array.ndim == 2 and array.layout == "C" and array.dtype == types.float32
+    return rows and isinstance(i, types.Integer) and isinstance(col, types.Integer)
 
 
 def _lanes_pointer(context, builder, signature, args):
@@ -59,7 +61,7 @@ def _lanes_pointer(context, builder, signature, args):
 @intrinsic
 def load8(typingctx, array, i, col):
     """array[i, col:col + 8]."""
-    if not (_is_rows(array) and isinstance(i, types.Integer) and isinstance(col, types.Integer)):
+    if not _is_place(array, i, col):
         return None
 
     def codegen(context, builder, signature, args):
@@ -68,34 +70,33 @@ def load8(typingctx, array, i, col):
     return vec8(array, i, col), codegen
 
 
-@intrinsic
-def store8(typingctx, array, i, col, value):
-    """array[i, col:col + 8] = value."""
-    if not (_is_rows(array) and isinstance(i, types.Integer) and isinstance(col, types.Integer) and value == vec8):
-        return None
+def _storing(streamed: bool):
+    """The intrinsic array[i, col:col + 8] = value: a plain store, or one past the caches."""
 
-    def codegen(context, builder, signature, args):
-        builder.store(args[3], _lanes_pointer(context, builder, signature, args), align=4)
-        return context.get_dummy_value()
+    @intrinsic
+    def store(typingctx, array, i, col, value):
+        if not (_is_place(array, i, col) and value == vec8):
+            return None
 
-    return types.void(array, i, col, value), codegen
+        def codegen(context, builder, signature, args):
+            pointer = _lanes_pointer(context, builder, signature, args)
+            instruction = builder.store(args[3], pointer, align=32 if streamed else 4)
+            if streamed:
+                instruction.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
+            return context.get_dummy_value()
+
+        return types.void(array, i, col, value), codegen
+
+    return store
 
 
-@intrinsic
-def stream8(typingctx, array, i, col, value):
-    """array[i, col:col + 8] = value, written past the caches (a non-temporal store): for buffers
-    too big to stay cached, this saves reading each line before writing it. The array must be
-    32-byte aligned with rows a multiple of 32 bytes (``aligned_empty``); ``store_fence()`` after
-    the last one, before other threads read."""
-    if not (_is_rows(array) and isinstance(i, types.Integer) and isinstance(col, types.Integer) and value == vec8):
-        return None
-
-    def codegen(context, builder, signature, args):
-        store = builder.store(args[3], _lanes_pointer(context, builder, signature, args), align=32)
-        store.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)]))
-        return context.get_dummy_value()
-
-    return types.void(array, i, col, value), codegen
+store8 = _storing(streamed=False)
+store8.__doc__ = "array[i, col:col + 8] = value."
+stream8 = _storing(streamed=True)
+stream8.__doc__ = """array[i, col:col + 8] = value, written past the caches (a non-temporal store): for buffers
+too big to stay cached, this saves reading each line before writing it. The array must be 32-byte
+aligned with rows a multiple of 32 bytes (``aligned_empty``); ``store_fence()`` after the last
+one, before other threads read."""
 
 
 @intrinsic
@@ -117,46 +118,67 @@ def aligned_empty(shape: tuple[int, int]) -> np.ndarray:
     return raw[start : start + count * 4].view(np.float32).reshape(shape)
 
 
-def _as_lanes(context, builder, kind, value):
-    """A vec8 as it is, a number broadcast to all 8 lanes (as float32)."""
-    if kind == vec8:
-        return value
-    scalar = context.cast(builder, value, kind, types.float32)
-    one = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
+def _splat(builder, value, vector_type):
+    """``value`` (an LLVM scalar) in every lane of ``vector_type``."""
+    one = builder.insert_element(ir.Constant(vector_type, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
     return builder.shuffle_vector(one, one, ir.Constant(_INTS, [0] * LANES))
 
 
-def _lanewise(name: str):
-    """An intrinsic for builder.<name> (fadd, fsub, fmul) on vec8 or number operands, one at least vec8."""
+def _mixes(a, b) -> bool:
+    """Whether operands a and b are vec8 or numbers, at least one a vec8 (numbers fill all lanes)."""
+    return vec8 in (a, b) and all(kind == vec8 or isinstance(kind, types.Number) for kind in (a, b))
+
+
+def _lanewise(build):
+    """An intrinsic of two operands (see ``_mixes``) that ``build(builder, left, right)`` combines lane by lane."""
 
     @intrinsic
     def apply(typingctx, a, b):
-        if vec8 not in (a, b) or not all(kind == vec8 or isinstance(kind, types.Number) for kind in (a, b)):
+        if not _mixes(a, b):
             return None
 
         def codegen(context, builder, signature, args):
-            left, right = (_as_lanes(context, builder, kind, v) for kind, v in zip(signature.args, args))
-            return getattr(builder, name)(left, right)
+            left, right = (
+                value if kind == vec8 else _splat(builder, context.cast(builder, value, kind, types.float32), _VECTOR)
+                for kind, value in zip(signature.args, args)
+            )
+            return build(builder, left, right)
 
         return vec8(a, b), codegen
 
     return apply
 
 
-_add, _sub, _mul = _lanewise("fadd"), _lanewise("fsub"), _lanewise("fmul")
+def _larger(builder, a, b):
+    """The lane-wise larger of a and b (b where a is NaN)."""
+    return builder.select(builder.fcmp_ordered(">", a, b), a, b)
 
 
-def _operator(op, implementation):
+def _times_power_of_two(builder, m, n):
+    """m * 2**n for whole numbers n (as floats): n + 127 put in the exponent bits of a float."""
+    exponent = builder.add(builder.fptosi(n, _INTS), ir.Constant(_INTS, [127] * LANES))
+    return builder.fmul(m, builder.bitcast(builder.shl(exponent, ir.Constant(_INTS, [23] * LANES)), _VECTOR))
+
+
+def _operator(op, build) -> None:
+    """``a op b`` on vec8 (and numbers): the lane-wise intrinsic of ``build``."""
+    lanes = _lanewise(build)
+
     @overload(op)
-    def lanes(a, b):
-        if vec8 in (a, b) and all(kind == vec8 or isinstance(kind, types.Number) for kind in (a, b)):
-            return lambda a, b: implementation(a, b)
-        return None
+    def implement(a, b):
+        return (lambda a, b: lanes(a, b)) if _mixes(a, b) else None
 
 
-_operator(operator.add, _add)
-_operator(operator.sub, _sub)
-_operator(operator.mul, _mul)
+_operator(operator.add, ir.IRBuilder.fadd)
+_operator(operator.sub, ir.IRBuilder.fsub)
+_operator(operator.mul, ir.IRBuilder.fmul)
+
+maximum8 = _lanewise(_larger)
+maximum8.__doc__ = "The lane-wise larger of a and b (b where a is NaN)."
+times_power_of_two8 = _lanewise(_times_power_of_two)
+times_power_of_two8.__doc__ = (
+    "m * 2**n lane by lane, for whole numbers n in -126..127 (as floats): the scale of an exp."
+)
 
 
 @intrinsic
@@ -166,21 +188,9 @@ def broadcast8(typingctx, x):
         return None
 
     def codegen(context, builder, signature, args):
-        return _as_lanes(context, builder, signature.args[0], args[0])
+        return _splat(builder, context.cast(builder, args[0], signature.args[0], types.float32), _VECTOR)
 
     return vec8(x), codegen
-
-
-@intrinsic
-def maximum8(typingctx, a, b):
-    """The lane-wise larger of a and b (b where a is NaN)."""
-    if not (a == vec8 and b == vec8):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.select(builder.fcmp_ordered(">", args[0], args[1]), args[0], args[1])
-
-    return vec8(a, b), codegen
 
 
 @intrinsic
@@ -197,29 +207,13 @@ def floor8(typingctx, a):
 
 
 @intrinsic
-def times_power_of_two8(typingctx, m, n):
-    """m * 2**n lane by lane, for whole numbers n in -126..127 (as floats): the scale of an exp."""
-    if not (m == vec8 and n == vec8):
-        return None
-
-    def codegen(context, builder, signature, args):
-        exponent = builder.add(builder.fptosi(args[1], _INTS), ir.Constant(_INTS, [127] * LANES))
-        power = builder.bitcast(builder.shl(exponent, ir.Constant(_INTS, [23] * LANES)), _VECTOR)
-        return builder.fmul(args[0], power)
-
-    return vec8(m, n), codegen
-
-
-@intrinsic
 def first_lanes8(typingctx, a, n):
     """a with lanes n and on set to 0 (all kept where n >= 8): the padding classes of a row."""
     if not (a == vec8 and isinstance(n, types.Integer)):
         return None
 
     def codegen(context, builder, signature, args):
-        count = context.cast(builder, args[1], signature.args[1], types.int32)
-        count = builder.insert_element(ir.Constant(_INTS, ir.Undefined), count, ir.Constant(ir.IntType(32), 0))
-        count = builder.shuffle_vector(count, count, ir.Constant(_INTS, [0] * LANES))
+        count = _splat(builder, context.cast(builder, args[1], signature.args[1], types.int32), _INTS)
         keep = builder.icmp_signed("<", ir.Constant(_INTS, list(range(LANES))), count)
         return builder.select(keep, args[0], ir.Constant(_VECTOR, [0.0] * LANES))
 
@@ -238,15 +232,10 @@ def _horizontal(combine):
             value, width = args[0], LANES
             while width > 1:
                 width //= 2
-                kind = ir.VectorType(_FLOAT, width)
-                low = builder.shuffle_vector(
-                    value, value, ir.Constant(ir.VectorType(ir.IntType(32), width), list(range(width)))
-                )
-                high = builder.shuffle_vector(
-                    value, value, ir.Constant(ir.VectorType(ir.IntType(32), width), list(range(width, 2 * width)))
-                )
-                value = combine(builder, low, high)
-                assert value.type == kind
+                halves = [
+                    ir.Constant(ir.VectorType(ir.IntType(32), width), list(range(k, k + width))) for k in (0, width)
+                ]
+                value = combine(builder, *(builder.shuffle_vector(value, value, half) for half in halves))
             return builder.extract_element(value, ir.Constant(ir.IntType(32), 0))
 
         return types.float32(a), codegen
@@ -254,7 +243,7 @@ def _horizontal(combine):
     return fold
 
 
-hsum8 = _horizontal(lambda builder, low, high: builder.fadd(low, high))
+hsum8 = _horizontal(ir.IRBuilder.fadd)
 hsum8.__doc__ = "The sum of the 8 lanes (pairwise: ((0+4)+(2+6))+((1+5)+(3+7)))."
-hmax8 = _horizontal(lambda builder, low, high: builder.select(builder.fcmp_ordered(">", low, high), low, high))
+hmax8 = _horizontal(_larger)
 hmax8.__doc__ = "The largest of the 8 lanes."
