@@ -7,6 +7,7 @@ process is unsafe (the test process crashed later, at a child's exit), and the s
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,6 @@ TESTS = Path(__file__).resolve().parent
 
 def run_child(code: str, timeout: float = 120, **env: str) -> Any:
     """Run ``code`` with ``env`` added to the environment; the JSON on its last line of output."""
-    import os
-
     prelude = f"import sys; sys.path.insert(0, {str(TESTS)!r})\n"
     done = subprocess.run(
         [sys.executable, "-c", prelude + code],

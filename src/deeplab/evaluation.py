@@ -42,8 +42,9 @@ def accumulate(
     workers: int = 0,
 ) -> tuple[ConfusionMatrix, TrimapMetric | None]:
     """Run the predictor over dataset[i] = (image HxWx3 uint8, mask HxW) and count the outcomes;
-    samples are decoded ahead by ``workers`` loader processes (threads once OpenVINO has run here) and
-    segmented ``batch_size`` at a time, the CRF of one batch overlapping the network of the next off the CPU (``Segmenter.predict_batches``)."""
+    samples are decoded ahead by ``workers`` loader processes (threads once OpenVINO has run here)
+    and segmented ``batch_size`` at a time, the CRF of one batch overlapping the network of the
+    next off the CPU (``Segmenter.predict_batches``)."""
     seg = as_segmenter(predictor)
     num_classes = len(dataset.classes)
     ignore = getattr(dataset, "ignore_index", 255)

@@ -50,10 +50,11 @@ def predict_files(
     """Segment each image; write NAME.png (palette labels), NAME_overlay.png, NAME_probs.npy.
 
     Images are decoded ahead by ``workers`` loader processes (threads once OpenVINO has run here)
-    and segmented ``batch_size`` at a time; the writing (and the CRF, where ``segmenter.overlaps_crf``) runs on a background thread while the
-    network computes the next batch, at most two batches behind it. A failing image is
-    reported and skipped; the others still finish. ``shard=(rank, world_size)`` takes every
-    world_size-th image (torchrun); output names are made unique over all the images.
+    and segmented ``batch_size`` at a time; the writing (and the CRF, where
+    ``segmenter.overlaps_crf``) runs on a background thread while the network computes the next
+    batch, at most two batches behind it. A failing image is reported and skipped; the others
+    still finish. ``shard=(rank, world_size)`` takes every world_size-th image (torchrun); output
+    names are made unique over all the images.
     """
     outdir = _writable_dir(Path(outdir))
     seen: set[str] = set()
