@@ -13,6 +13,7 @@ LAYERS = {
     "constants": 0,
     "palette": 0,
     "atomic": 0,
+    "forks": 0,
     "imageio": 1,
     "checkpoint": 1,
     "devices": 1,
@@ -86,3 +87,19 @@ def test_no_import_cycles():
     for node in edges:
         if node not in state:
             visit(node, [])
+
+
+def test_only_inference_touches_openvino():
+    """The fork rule is asked through deeplab.forks; OpenVINO itself stays inside inference/."""
+    outside = [
+        f"{a} -> {b}"
+        for a, targets in _imports().items()
+        for b in targets
+        if "openvino" in b and not a.startswith("deeplab.inference")
+    ]
+    raw = [
+        str(path.relative_to(ROOT))
+        for path in ROOT.rglob("*.py")
+        if path.parent.name != "inference" and "import openvino" in path.read_text()
+    ]
+    assert not outside and not raw, outside + raw

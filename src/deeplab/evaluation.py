@@ -19,7 +19,6 @@ from tqdm import tqdm
 from deeplab.data.loading import batches
 from deeplab.distributed import DistInfo, all_reduce_sum
 from deeplab.inference import Segmenter
-from deeplab.inference.openvino import openvino_started
 from deeplab.metrics import ConfusionMatrix, TrimapMetric, scores
 
 TRIMAP_WIDTHS = range(1, 41)
@@ -42,7 +41,7 @@ def accumulate(
     workers: int = 0,
 ) -> tuple[ConfusionMatrix, TrimapMetric | None]:
     """Run the predictor over dataset[i] = (image HxWx3 uint8, mask HxW) and count the outcomes;
-    samples are decoded ahead by ``workers`` loader processes (threads once OpenVINO has run here)
+    samples are decoded ahead by ``workers`` loader processes (threads where forking is unsafe, ``deeplab.forks``)
     and segmented ``batch_size`` at a time, the CRF of one batch overlapping the network of the
     next off the CPU (``Segmenter.predict_batches``)."""
     seg = as_segmenter(predictor)
@@ -51,7 +50,7 @@ def accumulate(
     cm = ConfusionMatrix(num_classes, ignore)
     trimap = TrimapMetric(num_classes, trimap_widths, ignore) if trimap_widths is not None else None
     indices = list(range(len(dataset)) if indices is None else indices)
-    loader = batches(Subset(dataset, indices), batch_size, workers, threads=openvino_started())
+    loader = batches(Subset(dataset, indices), batch_size, workers)
     bar = tqdm(total=len(indices), desc="evaluate", unit="img", disable=not progress, dynamic_ncols=True)
     masks: deque = deque()
 

@@ -49,12 +49,6 @@ def test_output_stride_32_is_the_plain_resnet():
     assert conv2_strides_and_rates(net.layer4) == [(2, 1), (1, 1), (1, 1)]
 
 
-def test_torchvision_dilation_keeps_previous_rate_on_first_unit():
-    net = ResNet(50, 8, multi_grid=None, torchvision_dilation=True)
-    assert net.unit_rates["layer3"] == [1, 2, 2, 2, 2, 2]
-    assert net.unit_rates["layer4"] == [2, 4, 4]
-
-
 def test_cascade_copies_block4_with_doubling_rates():
     net = ResNet(50, 16, multi_grid=(1, 2, 4), extra_blocks=3).eval()
     assert [net.unit_rates[f"layer{i}"] for i in range(4, 8)] == [[2, 4, 8], [4, 8, 16], [8, 16, 32], [16, 32, 64]]

@@ -313,6 +313,16 @@ def test_train_seed_reaches_the_augmentation(tmp_path):
     assert torch.equal(a, again) and not torch.equal(a, b)
 
 
+def test_training_loader_spawns_its_workers_where_forking_is_unsafe(tmp_path, monkeypatch):
+    from deeplab import forks
+
+    cfg = _config(tmp_path, "data.num_workers=1")
+    trainer = Trainer.from_config(cfg, train_set=_shapes(1), model=_model(), progress=False)
+    assert trainer.loader().multiprocessing_context is None  # forks while they are safe
+    monkeypatch.setattr(forks, "_unsafe_because", "OpenVINO")
+    assert trainer.loader().multiprocessing_context.get_start_method() == "spawn"
+
+
 @pytest.mark.parametrize("workers", [0, 1])
 def test_a_bad_sample_gives_the_same_one_line_error_with_workers(tmp_path, workers):
     from PIL import Image

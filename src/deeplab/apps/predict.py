@@ -23,7 +23,6 @@ from deeplab.atomic import atomic_write
 from deeplab.data.loading import batches
 from deeplab.imageio import read_image, write_label_png
 from deeplab.inference import Segmenter
-from deeplab.inference.openvino import openvino_started
 
 
 class BatchResult(NamedTuple):
@@ -49,7 +48,7 @@ def predict_files(
 ) -> BatchResult:
     """Segment each image; write NAME.png (palette labels), NAME_overlay.png, NAME_probs.npy.
 
-    Images are decoded ahead by ``workers`` loader processes (threads once OpenVINO has run here)
+    Images are decoded ahead by ``workers`` loader processes (threads where forking is unsafe, ``deeplab.forks``)
     and segmented ``batch_size`` at a time; the writing (and the CRF, where
     ``segmenter.overlaps_crf``) runs on a background thread while the network computes the next
     batch, at most two batches behind it. A failing image is reported and skipped; the others
@@ -63,7 +62,7 @@ def predict_files(
     mine = list(zip(paths, stems))[rank::world]
     done, failed = [], []
     start = time.perf_counter()
-    loader = batches(_Decoded(mine), batch_size, workers, threads=openvino_started())
+    loader = batches(_Decoded(mine), batch_size, workers)
     bar = tqdm(total=len(mine), desc="predict", unit="img", disable=not progress, dynamic_ncols=True)
     with ThreadPoolExecutor(max_workers=1) as writer:
         pending = []

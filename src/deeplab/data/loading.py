@@ -1,8 +1,8 @@
 """A dataset's samples in batches, read ahead by worker processes (torch's DataLoader) or threads.
 
-Threads are for processes that must not fork: once OpenVINO has run in a process, a forked child
-corrupts it (its thread pool cannot be stopped for the fork; the parent crashed later in 3 of 8
-test runs). Image decoding releases the GIL, so threads read ahead in parallel too.
+Which of the two is the fork rule's call (``deeplab.forks.loader_kind``): threads where a runtime
+has made forking this process unsafe. Image decoding releases the GIL, so threads read ahead in
+parallel too.
 """
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ from typing import Any
 
 from torch.utils.data import DataLoader
 
+from deeplab.forks import loader_kind
+
 PREFETCH = 2  # batches read ahead per worker, as torch's DataLoader does
 
 
-def batches(dataset: Any, batch_size: int = 1, workers: int = 0, threads: bool = False) -> Iterator[list]:
-    """Lists of ``batch_size`` samples in order; ``workers`` read ahead: processes, or ``threads``."""
-    if not (threads and workers):
+def batches(dataset: Any, batch_size: int = 1, workers: int = 0) -> Iterator[list]:
+    """Lists of ``batch_size`` samples in order; ``workers`` read ahead (processes or threads, as
+    ``forks.loader_kind`` says)."""
+    if loader_kind(workers) == "processes":
         yield from DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=list)
         return
     starts = iter(range(0, len(dataset), batch_size))

@@ -2,8 +2,9 @@
 
 - ``segmenter``: the Segmenter and the papers' strategies (``PRESETS``).
 - ``tiling``: sliding windows that reproduce the whole-image result in bounded memory.
-- ``backends``: batch-norm folding, channels_last, torch.compile; the onnxruntime backend.
+- ``backends``: batch-norm folding, channels_last, torch.compile; which backend "auto" picks.
 - ``onnx``: ONNX export and the onnxruntime model (optional extra ``export``).
+- ``openvino``: the OpenVINO model (optional extra ``openvino``); ``cache``: converted models on disk.
 Nothing here reads or writes files of images: that is the applications' job (``deeplab.apps``).
 """
 

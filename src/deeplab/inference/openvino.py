@@ -1,28 +1,22 @@
 """An OpenVINO model usable by the Segmenter (``backend="openvino"``, or "auto"): the fastest CPU
 runtime measured here (benchmarks/bench_inference.py).
 
-Forks: once OpenVINO has run, forking the process is unsafe. Its thread pool cannot be stopped for
-the fork, and the parent crashed later (in 3 of 8 test runs); so our loaders read ahead with
-threads then (``openvino_started``, ``data.loading``), and the first such fork warns
-(``_warn_before_fork``). And a compiled model destroyed in a forked
-child (collecting garbage it inherited) waits forever for threads that only the parent has: in a
-forked child every compiled model alive at the fork is kept alive for good (``_keep_in_child``).
+Forks: once OpenVINO has compiled a model, forking this process is unsafe; it says so to the fork
+rule (``deeplab.forks``), which every loader asks, and keeps its compiled models alive in forked
+children (a child that destroys one hangs).
 
 The model goes through our ONNX export (``inference.onnx``) and OpenVINO's CPU plugin compiles it,
 with dynamic batch, height and width; fp32 keeps fp32 arithmetic (``INFERENCE_PRECISION_HINT``
 f32: labels equal to the torch path's), bf16 uses the CPU's native bf16 (AVX512-BF16 / AMX).
-The converted model is kept on disk (``inference.cache``): the export takes seconds (3.7 s for
-deeplabv3-resnet101 on 2 cores), reading it back and compiling well under one.
+The converted model is kept on disk (``inference.cache``): the export takes seconds, reading it
+back and compiling well under one (figures: benchmarks/bench_inference.py, docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
 import tempfile
 import warnings
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deeplab import forks
 from deeplab.devices import fast_bf16
 from deeplab.inference import cache
 from deeplab.inference.onnx import OPSET, onnx_bytes
@@ -38,36 +33,6 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 MODEL_FILE = "model.xml"  # OpenVINO's IR in a cache entry (and model.bin beside it)
-_COMPILED: weakref.WeakSet = weakref.WeakSet()  # the OpenVinoModels alive in this process
-_started = False  # whether one was ever compiled here
-_warned = False  # whether a fork after that was warned about
-
-
-def _keep_in_child() -> None:
-    """After a fork, in the child: never destroy the compiled models inherited from the parent."""
-    for model in list(_COMPILED):
-        ctypes.pythonapi.Py_IncRef(ctypes.py_object(model.compiled))
-
-
-def _warn_before_fork() -> None:
-    """Before the first fork of a process where OpenVINO has run: say that it is unsafe."""
-    global _warned
-    if _started and not _warned:
-        _warned = True
-        warnings.warn(
-            "forking a process where OpenVINO has run is unsafe (its threads cannot be stopped for the fork; "
-            "crashes follow): start workers with threads or the 'spawn' method",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-
-
-os.register_at_fork(before=_warn_before_fork, after_in_child=_keep_in_child)
-
-
-def openvino_started() -> bool:
-    """Whether an OpenVINO model was compiled in this process (its threads then forbid forks)."""
-    return _started
 
 
 def openvino_available() -> bool:
@@ -83,7 +48,6 @@ class OpenVinoModel(nn.Module):
     """A compiled OpenVINO model behind the model interface: N,3,H,W tensor -> logits tensor."""
 
     def __init__(self, model: nn.Module, precision: str = "fp32", threads: int | None = None) -> None:
-        global _started
         super().__init__()
         try:
             import openvino as ov
@@ -105,8 +69,8 @@ class OpenVinoModel(nn.Module):
             "PERFORMANCE_HINT": "LATENCY",
         }
         self.compiled = core.compile_model(network, "CPU", config)
-        _started = True
-        _COMPILED.add(self)
+        forks.mark_fork_unsafe("OpenVINO")
+        forks.keep_in_child(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         image = np.ascontiguousarray(x.detach().float().cpu().numpy())

@@ -4,9 +4,10 @@
   and weight init.
 - ``heads`` (LargeFOV, v2 ASPP, v3 ASPP, FCN aux), ``decoder`` (v3+), ``deeplab`` (backbone + head),
   ``multiscale`` (v2's MSC wrapper).
-- ``presets``: the papers' configurations and ``build_model``; ``meta``: ``ModelMeta``;
+- ``presets``: the papers' configurations, the table of backbones and heads (one entry each) and
+  ``build_model``; ``variants``: the peers' versions of the paper modules; ``meta``: ``ModelMeta``;
   ``pretrained``: ImageNet backbone weights; ``loading``: ``load_model`` / ``save_model``.
-Imports flow down to ``deeplab.checkpoint`` (file formats), never up.
+Imports flow down to ``deeplab.formats`` (checkpoint layouts) and ``deeplab.checkpoint``, never up.
 """
 
 from deeplab.models._utils import check_output_stride

@@ -4,8 +4,8 @@ State-dict keys, relative to ``model.classifier``: ``aspp.*`` (as ``heads.ASPP``
 (1x1 conv + BN to 48 channels on the stride-4 features), ``fuse.{0,1,3,4}`` (two 3x3 convs + BN),
 ``cls`` (1x1 to classes). With ``separable=True`` (v3+ Sec. 3.2, used by the MobileNetV2 preset) each
 3x3 conv is a depthwise 3x3 + BN + ReLU and a pointwise 1x1 + BN + ReLU: ``fuse.{0,1,3,4,6,7,9,10}``.
-With ``separable_bn=False`` a separable conv is ``N.0.{0,1}`` (depthwise, pointwise) + ``N.1`` (BN).
-With ``aspp_conv=True``: ``aspp_conv.*``, one more 3x3 conv + BN after ASPP (as ``fuse``).
+The released models' variants of this decoder (VainF, segmentation_models_pytorch, mmsegmentation)
+are ``variants.PeerV3PlusHead``.
 """
 
 from __future__ import annotations
@@ -18,18 +18,9 @@ from deeplab.models.heads import ASPP, classifier_conv, conv_bn_relu, separable_
 
 
 class DeepLabV3PlusHead(nn.Module):
-    """ASPP at output stride, upsampled to the low-level features, concat with their 48-channel
-    reduction, two 3x3 convs, 1x1 to classes (logits at stride 4).
-
-    ``aspp`` holds ASPP's variant options (see ``heads.ASPP``). Variants of released models, all off
-    by default:
-    - VainF/DeepLabV3Plus-Pytorch: ``fuse_convs=1`` (one 3x3 conv after the concatenation) and
-      ``low_level_first=True`` (concatenate [low-level, ASPP]);
-    - segmentation_models_pytorch: separable ASPP branches, ``aspp_conv=True`` (a separable 3x3 conv after ASPP), ``separable_bn=False`` (no BN between
-      depthwise and pointwise), ``fuse_convs=1`` and ``align_corners=True`` for the upsampling;
-    - mmsegmentation: ASPP without projection and with the pooling branch first, ``aspp_conv=True``
-      (a separable 3x3 conv on the concatenated branches), 512 channels.
-    """
+    """ASPP at output stride, upsampled to the low-level features, concatenated with their 48-channel
+    reduction, two 3x3 convs, 1x1 to classes (logits at stride 4). ``aspp`` replaces the paper's
+    pyramid by another one."""
 
     def __init__(
         self,
@@ -40,35 +31,27 @@ class DeepLabV3PlusHead(nn.Module):
         channels: int = 256,
         low_level_reduced: int = 48,
         separable: bool = False,
-        fuse_convs: int = 2,
-        low_level_first: bool = False,
-        aspp_conv: bool = False,
-        separable_bn: bool = True,
-        align_corners: bool = False,
-        aspp: dict[str, bool] | None = None,
+        aspp: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        if fuse_convs not in (1, 2):
-            raise ValueError(f"fuse_convs must be 1 or 2, got {fuse_convs!r}")
-        self.low_level_first, self.align_corners = low_level_first, align_corners
-        self.aspp = ASPP(in_channels, atrous_rates, channels, **(aspp or {}))
-
-        def block(cin: int, cout: int) -> list[nn.Module]:
-            return separable_conv_bn_relu(cin, cout, 3, 1, separable_bn) if separable else conv_bn_relu(cin, cout, 3)
-
-        self.aspp_conv = nn.Sequential(*block(self.aspp.out_channels, channels)) if aspp_conv else None
+        self.separable = separable
+        self.aspp = aspp if aspp is not None else ASPP(in_channels, atrous_rates, channels)
         self.reduce = nn.Sequential(*conv_bn_relu(low_level_channels, low_level_reduced))
-        layers = block(channels + low_level_reduced, channels)
-        if fuse_convs == 2:
-            layers += block(channels, channels)
-        self.fuse = nn.Sequential(*layers)
+        self.fuse = nn.Sequential(*self.fuse_layers(channels + low_level_reduced, channels))
         self.cls = classifier_conv(channels, num_classes)
+
+    def conv3x3(self, in_channels: int, out_channels: int) -> list[nn.Module]:
+        """The layers of one of the decoder's 3x3 convs (separable where the head is)."""
+        if self.separable:
+            return separable_conv_bn_relu(in_channels, out_channels, 3, 1)
+        return conv_bn_relu(in_channels, out_channels, 3)
+
+    def fuse_layers(self, in_channels: int, channels: int) -> list[nn.Module]:
+        """The two 3x3 convs on the concatenated features."""
+        return self.conv3x3(in_channels, channels) + self.conv3x3(channels, channels)
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         low_level = self.reduce(features["low_level"])
         x = self.aspp(features["out"])
-        if self.aspp_conv is not None:
-            x = self.aspp_conv(x)
-        x = F.interpolate(x, size=low_level.shape[-2:], mode="bilinear", align_corners=self.align_corners)
-        parts = [low_level, x] if self.low_level_first else [x, low_level]
-        return self.cls(self.fuse(torch.cat(parts, dim=1)))
+        x = F.interpolate(x, size=low_level.shape[-2:], mode="bilinear", align_corners=False)
+        return self.cls(self.fuse(torch.cat([x, low_level], dim=1)))

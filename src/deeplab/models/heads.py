@@ -83,14 +83,9 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 1, rate
     return [conv, nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
 
 
-def separable_conv_bn_relu(
-    in_channels: int, out_channels: int, kernel_size: int = 3, rate: int = 1, inner_bn: bool = True
-) -> list[nn.Module]:
-    """An atrous separable conv (v3+ Sec. 3.1): depthwise kxk at ``rate``, pointwise 1x1, BN + ReLU.
-
-    ``inner_bn=True`` (the paper's) puts BN + ReLU after the depthwise conv too: layers [dw, BN, ReLU,
-    pw, BN, ReLU]. ``inner_bn=False`` is segmentation_models_pytorch's: [Sequential(dw, pw), BN, ReLU].
-    """
+def separable_conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, rate: int = 1) -> list[nn.Module]:
+    """An atrous separable conv (v3+ Sec. 3.1): depthwise kxk at ``rate`` + BN + ReLU, then pointwise
+    1x1 + BN + ReLU: layers [dw, BN, ReLU, pw, BN, ReLU]."""
     depthwise = nn.Conv2d(
         in_channels,
         in_channels,
@@ -100,9 +95,6 @@ def separable_conv_bn_relu(
         groups=in_channels,
         bias=False,
     )
-    if not inner_bn:
-        pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
-        return [nn.Sequential(depthwise, pointwise), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
     return [depthwise, nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True), *conv_bn_relu(in_channels, out_channels)]
 
 
@@ -117,12 +109,9 @@ class ASPPPooling(nn.Sequential):
 
 
 class ASPP(nn.Module):
-    """v3 ASPP: 1x1 + one 3x3 per atrous rate + image pooling, each with BN, concatenated, 1x1 projection.
-
-    ``separable`` makes the 3x3 branches atrous separable convs (v3+ Sec. 3.2) in the style
-    ``separable_bn`` picks (see ``separable_conv_bn_relu``). mmsegmentation's variant: ``projection=False``
-    (the concatenation is the output, ``out_channels`` = branches x channels; its heads follow with a
-    3x3 conv) and ``pooling_first=True`` (the image-pooling branch first in the concatenation)."""
+    """v3 ASPP (Sec. 3.3): 1x1 + one 3x3 per atrous rate + image pooling, each with BN, concatenated,
+    then a 1x1 projection. ``separable`` makes the 3x3 branches atrous separable convs (v3+ Sec. 3.2);
+    ``image_pooling=False`` is the ablation of v3 Table 5."""
 
     def __init__(
         self,
@@ -131,38 +120,30 @@ class ASPP(nn.Module):
         out_channels: int = 256,
         image_pooling: bool = True,
         separable: bool = False,
-        separable_bn: bool = True,
-        projection: bool = True,
-        pooling_first: bool = False,
     ) -> None:
         super().__init__()
-        self.pooling_first = pooling_first and image_pooling
         branches = [nn.Sequential(*conv_bn_relu(in_channels, out_channels))]
-        for r in atrous_rates:
-            if separable:
-                layers = separable_conv_bn_relu(in_channels, out_channels, 3, r, separable_bn)
-            else:
-                layers = conv_bn_relu(in_channels, out_channels, 3, r)
-            branches.append(nn.Sequential(*layers))
-        if image_pooling:  # v3 Table 5 measures the head with and without it
+        for rate in atrous_rates:
+            branches.append(nn.Sequential(*self.atrous_branch(in_channels, out_channels, rate, separable)))
+        if image_pooling:
             branches.append(ASPPPooling(in_channels, out_channels))
         self.convs = nn.ModuleList(branches)
-        self.out_channels = out_channels if projection else len(branches) * out_channels
-        self.project = None
-        if projection:
-            self.project = nn.Sequential(*conv_bn_relu(len(branches) * out_channels, out_channels), nn.Dropout(0.5))
+        self.project = nn.Sequential(*conv_bn_relu(len(branches) * out_channels, out_channels), nn.Dropout(0.5))
+        self.out_channels = out_channels
+
+    def atrous_branch(self, in_channels: int, out_channels: int, rate: int, separable: bool) -> list[nn.Module]:
+        """The layers of one 3x3 branch at ``rate``."""
+        if separable:
+            return separable_conv_bn_relu(in_channels, out_channels, 3, rate)
+        return conv_bn_relu(in_channels, out_channels, 3, rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = [branch(x) for branch in self.convs]
-        if self.pooling_first:
-            outs.insert(0, outs.pop())
-        x = torch.cat(outs, dim=1)
-        return x if self.project is None else self.project(x)
+        return self.project(torch.cat([branch(x) for branch in self.convs], dim=1))
 
 
 class DeepLabV3Head(nn.Sequential):
-    """ASPP, 3x3 conv + BN + ReLU, 1x1 to classes (torchvision's ``DeepLabHead`` layout); ``aspp``
-    holds ASPP's variant options (image_pooling, separable, separable_bn, projection, pooling_first)."""
+    """ASPP, 3x3 conv + BN + ReLU, 1x1 to classes (torchvision's ``DeepLabHead`` layout). ``aspp``
+    replaces the paper's pyramid (``ASPP(in_channels, atrous_rates, channels)``) by another one."""
 
     def __init__(
         self,
@@ -170,9 +151,9 @@ class DeepLabV3Head(nn.Sequential):
         num_classes: int,
         atrous_rates: tuple[int, ...],
         channels: int = 256,
-        aspp: dict[str, bool] | None = None,
+        aspp: nn.Module | None = None,
     ) -> None:
-        pyramid = ASPP(in_channels, atrous_rates, channels, **(aspp or {}))
+        pyramid = aspp if aspp is not None else ASPP(in_channels, atrous_rates, channels)
         super().__init__(
             pyramid,
             *conv_bn_relu(pyramid.out_channels, channels, 3),

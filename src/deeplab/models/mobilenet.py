@@ -7,15 +7,12 @@ not part of the segmentation backbone and are skipped. Output stride 8/16/32: a 
 would go below 1/output_stride keeps stride 1 at the current rate and multiplies the rate of the
 layers after it (the rule of the DeepLab TF reference code), so H x W gives ceil(H/os) x ceil(W/os).
 
-``pad_block_input=True`` is VainF/DeepLabV3Plus-Pytorch's padding: each inverted residual zero-pads its
-input (by the depthwise conv's rate) before the 1x1 expansion instead of padding the depthwise conv,
-and the stem conv has no padding.
+Released models that pad differently (VainF's, TensorFlow's) are in ``variants``.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from deeplab.models._utils import AtrousPlan, init_weights
@@ -51,17 +48,12 @@ class InvertedResidual(nn.Module):
         expand_ratio: int,
         rate: int = 1,
         residual: bool = False,
-        pad_input: bool = False,
     ) -> None:
         super().__init__()
         hidden = int(round(inp * expand_ratio))
         layers: list[nn.Module] = [] if expand_ratio == 1 else [conv_bn_relu6(inp, hidden)]
-        depthwise = conv_bn_relu6(hidden, hidden, 3, stride, rate, groups=hidden)
-        self.input_padding = (rate,) * 4 if pad_input else None
-        if pad_input:
-            depthwise[0].padding = (0, 0)
         layers += [
-            depthwise,
+            conv_bn_relu6(hidden, hidden, 3, stride, rate, groups=hidden),
             nn.Conv2d(hidden, oup, 1, bias=False),
             nn.BatchNorm2d(oup),
         ]
@@ -69,16 +61,19 @@ class InvertedResidual(nn.Module):
         self.use_res_connect = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x if self.input_padding is None else F.pad(x, self.input_padding))
+        y = self.conv(x)
         return x + y if self.use_res_connect else y
 
 
 class MobileNetV2(nn.Module):
-    """Atrous MobileNetV2 features; ``forward`` returns {"low_level": stride-4 features, "out": last}."""
+    """Atrous MobileNetV2 features; ``forward`` returns {"low_level": stride-4 features, "out": last}.
+    ``block`` builds the inverted residuals (torchvision's argument of the same name)."""
 
     pretrained_ignore = ("classifier.", "features.18.")
 
-    def __init__(self, output_stride: int = 16, width_mult: float = 1.0, pad_block_input: bool = False) -> None:
+    def __init__(
+        self, output_stride: int = 16, width_mult: float = 1.0, block: type[InvertedResidual] = InvertedResidual
+    ) -> None:
         super().__init__()
         plan = AtrousPlan(output_stride, current_stride=2)  # after the stride-2 stem
         if not width_mult > 0:
@@ -86,8 +81,6 @@ class MobileNetV2(nn.Module):
         self.output_stride = output_stride
         in_channels = make_divisible(32 * width_mult)
         layers: list[nn.Module] = [conv_bn_relu6(3, in_channels, 3, 2)]
-        if pad_block_input:
-            layers[0][0].padding = (0, 0)
         self.rates: list[int] = [1]
         for t, c, n, s in SETTINGS:
             out_channels = make_divisible(c * width_mult)
@@ -95,7 +88,7 @@ class MobileNetV2(nn.Module):
                 layer_rate = plan.rate  # a layer that turns atrous keeps the current rate itself
                 stride, _ = plan.step(s if i == 0 else 1)
                 residual = i > 0 and in_channels == out_channels
-                unit = InvertedResidual(in_channels, out_channels, stride, t, layer_rate, residual, pad_block_input)
+                unit = block(in_channels, out_channels, stride, t, layer_rate, residual)
                 layers.append(unit)
                 self.rates.append(layer_rate)
                 in_channels = out_channels

@@ -11,6 +11,7 @@ them by the ratio (v3 Sec. 4.1: rates doubled at output stride 8).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +19,11 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from deeplab.models import variants
 from deeplab.models._utils import check_output_stride
 from deeplab.models.decoder import DeepLabV3PlusHead
 from deeplab.models.deeplab import DeepLab
-from deeplab.models.heads import CascadeHead, DeepLabV3Head, FCNHead, aspp_v2_head, largefov_head
+from deeplab.models.heads import ASPP, CascadeHead, DeepLabV3Head, FCNHead, aspp_v2_head, largefov_head
 from deeplab.models.meta import default_meta
 from deeplab.models.mobilenet import MobileNetV2
 from deeplab.models.pretrained import load_backbone_weights
@@ -33,8 +35,8 @@ from deeplab.models.vgg import VGG16
 class Preset:
     """One paper configuration: backbone, head, default output stride, rates and the paper's figures."""
 
-    backbone: str  # "vgg16", "resnet50", "resnet101" or "mobilenetv2"
-    head: str  # "largefov" (summed fc6-fc8 branches), "aspp_v2", "aspp_v3", "v3plus" or "cascade"
+    backbone: str  # a key of BACKBONES
+    head: str  # a key of HEADS: "largefov" (summed fc6-fc8 branches), "aspp_v2", "aspp_v3", "v3plus", "cascade"
     output_stride: int
     atrous_rates: tuple[int, ...]
     reference: str
@@ -136,21 +138,141 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
-RESNET_OVERRIDES = {"multi_grid", "aux", "torchvision_dilation", "stride_in_1x1", "stem_ceil_mode", "deep_stem"}
+# -- the parts: each backbone and head is one entry (its factory and the build options it takes) --
 
-# Architecture variants of released models, as build options (stored in the config only when given).
-# ASPP heads (config key -> heads.ASPP argument, all bool): image_pooling (v3 Table 5 ablation),
-# aspp_separable / separable_bn (separable branches in the paper's or segmentation_models_pytorch's
-# style), aspp_projection / pooling_first (mmsegmentation). The v3+ decoder adds its own options
-# (see decoder.DeepLabV3PlusHead); its separable convs follow separable_bn too.
-ASPP_OPTIONS = {
-    "image_pooling": "image_pooling",
-    "aspp_separable": "separable",
-    "separable_bn": "separable_bn",
-    "aspp_projection": "projection",
-    "pooling_first": "pooling_first",
+
+@dataclass(frozen=True)
+class Option:
+    """A build option: how a given value is read, and the value stored in the config when it is not
+    given (``default(preset)``; no default: stored only when given)."""
+
+    read: Callable[[Any], Any]
+    default: Callable[[Preset], Any] | None = None
+
+
+@dataclass(frozen=True)
+class Part:
+    """A backbone or head: ``build(config, preset[, backbone])`` and the options it reads from the config."""
+
+    build: Callable[..., nn.Module]
+    options: dict[str, Option]
+
+
+def _multi_grid(value: Any) -> tuple[int, ...] | None:
+    return None if value is None else _rates("multi_grid", value, length=3)
+
+
+def _fuse_convs(value: Any) -> int:
+    if value not in (1, 2):
+        raise ValueError(f"fuse_convs must be 1 or 2, got {value!r}")
+    return int(value)
+
+
+def _resnet(depth: int) -> Callable[..., nn.Module]:
+    def build(config: dict[str, Any], preset: Preset) -> nn.Module:
+        args = (depth, config["output_stride"], config["multi_grid"], config.get("extra_blocks", 0))
+        net = variants.DeepStemResNet(*args) if config.get("deep_stem") else ResNet(*args)
+        for option in ("torchvision_dilation", "stride_in_1x1", "stem_ceil_mode"):
+            if config.get(option):
+                getattr(variants, option)(net)
+        return net
+
+    return build
+
+
+def _mobilenetv2(config: dict[str, Any], preset: Preset) -> nn.Module:
+    if config.get("pad_block_input"):
+        return variants.vainf_mobilenetv2(config["output_stride"], config["width_mult"])
+    return MobileNetV2(config["output_stride"], config["width_mult"])
+
+
+def _vgg16(config: dict[str, Any], preset: Preset) -> nn.Module:
+    net = VGG16(config["output_stride"], pool5a=preset.pool5a)
+    if config.get("pool_ceil_mode"):
+        variants.caffe_pools(net)
+    return net
+
+
+RESNET_OPTIONS = {
+    "multi_grid": Option(_multi_grid, lambda p: p.multi_grid),
+    "aux": Option(bool, lambda p: False),
+    "torchvision_dilation": Option(bool, lambda p: False),
+    "stride_in_1x1": Option(bool),
+    "stem_ceil_mode": Option(bool),
+    "deep_stem": Option(bool),
 }
-DECODER_OPTIONS = {"separable": bool, "fuse_convs": int, "low_level_first": bool, "aspp_conv": bool}
+BACKBONES: dict[str, Part] = {
+    "resnet50": Part(_resnet(50), RESNET_OPTIONS),
+    "resnet101": Part(_resnet(101), RESNET_OPTIONS),
+    "mobilenetv2": Part(_mobilenetv2, {"width_mult": Option(float, lambda p: 1.0), "pad_block_input": Option(bool)}),
+    "vgg16": Part(_vgg16, {"pool_ceil_mode": Option(bool)}),
+}
+
+
+def _aspp(config: dict[str, Any], in_channels: int, channels: int) -> nn.Module:
+    """The paper's ASPP, or the peers' (``variants.PeerASPP``) where a peer option is in the config."""
+    args = in_channels, config["atrous_rates"], channels, config.get("image_pooling", True)
+    separable = config.get("aspp_separable", False)
+    peer = {key: config[key] for key in ("separable_bn", "pooling_first") if key in config}
+    if "aspp_projection" in config:
+        peer["projection"] = config["aspp_projection"]
+    return variants.PeerASPP(*args, separable, **peer) if peer else ASPP(*args, separable)
+
+
+def _largefov(config: dict[str, Any], preset: Preset, backbone: nn.Module) -> nn.Module:
+    return largefov_head(backbone.out_channels, config["num_classes"], config["atrous_rates"], preset.head_channels)
+
+
+def _aspp_v2(config: dict[str, Any], preset: Preset, backbone: nn.Module) -> nn.Module:
+    return aspp_v2_head(backbone.out_channels, config["num_classes"], config["atrous_rates"])
+
+
+def _aspp_v3(config: dict[str, Any], preset: Preset, backbone: nn.Module) -> nn.Module:
+    channels = config.get("head_channels", preset.head_channels)
+    aspp = _aspp(config, backbone.out_channels, channels)
+    return DeepLabV3Head(backbone.out_channels, config["num_classes"], config["atrous_rates"], channels, aspp=aspp)
+
+
+def _v3plus(config: dict[str, Any], preset: Preset, backbone: nn.Module) -> nn.Module:
+    channels = config.get("head_channels", preset.head_channels)
+    args = (backbone.out_channels, backbone.low_level_channels, config["num_classes"], config["atrous_rates"], channels)
+    separable = config.get("separable", preset.separable_decoder)
+    aspp = _aspp(config, backbone.out_channels, channels)
+    peer_options = ("fuse_convs", "low_level_first", "aspp_conv", "separable_bn", "align_corners")
+    peer = {key: config[key] for key in peer_options if key in config}
+    if peer:
+        return variants.PeerV3PlusHead(*args, separable=separable, aspp=aspp, **peer)
+    return DeepLabV3PlusHead(*args, separable=separable, aspp=aspp)
+
+
+def _cascade(config: dict[str, Any], preset: Preset, backbone: nn.Module) -> nn.Module:
+    return CascadeHead(backbone.out_channels, config["num_classes"])  # a 1x1 conv to classes on block7
+
+
+# ASPP's options: image_pooling (v3 Table 5 ablation), aspp_separable (v3+ Sec. 3.2), and the
+# peers' separable_bn (smp), aspp_projection and pooling_first (mmseg): see models/variants.py.
+ASPP_OPTIONS = {
+    "head_channels": Option(int),
+    "image_pooling": Option(bool),
+    "aspp_separable": Option(bool),
+    "separable_bn": Option(bool),
+    "aspp_projection": Option(bool),
+    "pooling_first": Option(bool),
+}
+DECODER_OPTIONS = {  # the decoder's, beyond ASPP's: the paper's separable convs, the peers' layouts
+    "separable": Option(bool),
+    "fuse_convs": Option(_fuse_convs),
+    "low_level_first": Option(bool),
+    "aspp_conv": Option(bool),
+}
+HEADS: dict[str, Part] = {
+    "largefov": Part(_largefov, {}),
+    "aspp_v2": Part(_aspp_v2, {}),
+    "aspp_v3": Part(_aspp_v3, ASPP_OPTIONS),
+    "v3plus": Part(_v3plus, ASPP_OPTIONS | DECODER_OPTIONS),
+    "cascade": Part(_cascade, {"extra_blocks": Option(int, lambda p: p.extra_blocks)}),
+}
+COMMON_OPTIONS = {"align_corners": Option(bool)}  # of the final upsampling (and the v3+ decoder's)
 
 
 def get_preset(name: str) -> Preset:
@@ -160,28 +282,15 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
+def _options(preset: Preset) -> dict[str, Option]:
+    """Every build option of ``preset`` beyond num_classes, output_stride and atrous_rates."""
+    return BACKBONES[preset.backbone].options | HEADS[preset.head].options | COMMON_OPTIONS
+
+
 def allowed_overrides(preset: Preset) -> set[str]:
     """The build_model overrides that apply to ``preset``."""
-    allowed = {"output_stride", "pretrained_backbone", "align_corners"}
-    if preset.atrous_rates:
-        allowed.add("atrous_rates")
-    if preset.backbone.startswith("resnet"):
-        allowed |= RESNET_OVERRIDES
-    if preset.head == "cascade":
-        allowed.add("extra_blocks")
-    if preset.backbone == "mobilenetv2":
-        allowed |= {"width_mult", "pad_block_input"}
-    if preset.backbone == "vgg16":
-        allowed.add("pool_ceil_mode")
-    if preset.head in ("aspp_v3", "v3plus"):
-        allowed.add("head_channels")
-    return allowed | set(_variants(preset))
-
-
-def _variants(preset: Preset) -> dict[str, type]:
-    """The head's variant options (config key -> type) for ``preset``."""
-    aspp = dict.fromkeys(ASPP_OPTIONS, bool)
-    return {"aspp_v3": aspp, "v3plus": {**aspp, **DECODER_OPTIONS}}.get(preset.head, {})
+    allowed = {"output_stride", "pretrained_backbone", *_options(preset)}
+    return allowed | ({"atrous_rates"} if preset.atrous_rates else set())
 
 
 def resolve_config(name: str, num_classes: int = 21, **overrides: Any) -> dict[str, Any]:
@@ -201,29 +310,11 @@ def resolve_config(name: str, num_classes: int = 21, **overrides: Any) -> dict[s
     if preset.atrous_rates:
         scaled = scale_rates(preset.atrous_rates, preset.output_stride, output_stride)
         config["atrous_rates"] = _rates("atrous_rates", overrides.get("atrous_rates", scaled))
-    if preset.backbone.startswith("resnet"):
-        multi_grid = overrides.get("multi_grid", preset.multi_grid)
-        config["multi_grid"] = None if multi_grid is None else _rates("multi_grid", multi_grid, length=3)
-        config["aux"] = bool(overrides.get("aux", False))
-        config["torchvision_dilation"] = bool(overrides.get("torchvision_dilation", False))
-        for key in ("stride_in_1x1", "stem_ceil_mode", "deep_stem"):  # Caffe ResNet (v2 release), ResNetV1c
-            if key in overrides:
-                config[key] = bool(overrides[key])
-    if preset.head == "cascade":
-        config["extra_blocks"] = int(overrides.get("extra_blocks", preset.extra_blocks))
-    if preset.backbone == "mobilenetv2":
-        config["width_mult"] = float(overrides.get("width_mult", 1.0))
-        if "pad_block_input" in overrides:  # VainF's MobileNetV2 padding
-            config["pad_block_input"] = bool(overrides["pad_block_input"])
-    if preset.backbone == "vgg16" and "pool_ceil_mode" in overrides:  # Caffe's pooling (the releases)
-        config["pool_ceil_mode"] = bool(overrides["pool_ceil_mode"])
-    if "head_channels" in overrides:  # ASPP / decoder width (VainF's MobileNet models: 256)
-        config["head_channels"] = int(overrides["head_channels"])
-    for key, kind in _variants(preset).items():
+    for key, option in _options(preset).items():
         if key in overrides:
-            config[key] = kind(overrides[key])
-    if "align_corners" in overrides:  # of the final upsampling (and the decoder's)
-        config["align_corners"] = bool(overrides["align_corners"])
+            config[key] = option.read(overrides[key])
+        elif option.default is not None:
+            config[key] = option.default(preset)
     return config
 
 
@@ -246,61 +337,29 @@ def _rates(argument: str, rates: Any, length: int | None = None) -> tuple[int, .
 
 
 def build_model(name: str, num_classes: int = 21, **overrides: Any) -> DeepLab:
-    """Build preset ``name`` (see PRESETS) with ``overrides``; ``pretrained_backbone=PATH`` loads
-    torchvision ImageNet weights into the backbone. ``model.meta`` holds the arch and full config."""
+    """Build a preset of the DeepLab papers.
+
+    Args:
+        name: a key of ``PRESETS`` (``deeplab models`` lists them).
+        num_classes: the classifier's output channels.
+        **overrides: build options of the preset's backbone and head (``allowed_overrides``), e.g.
+            ``output_stride``, ``atrous_rates``, ``multi_grid``, ``image_pooling``;
+            ``pretrained_backbone=PATH`` loads torchvision ImageNet weights into the backbone.
+
+    Returns:
+        The model; ``model.meta`` holds the preset name and the full config (``resolve_config``).
+    """
     pretrained = overrides.pop("pretrained_backbone", None)
     config = resolve_config(name, num_classes, **overrides)
     preset = PRESETS[name]
-    backbone = _backbone(preset, config)
+    backbone = BACKBONES[preset.backbone].build(config, preset)
+    head = HEADS[preset.head].build(config, preset, backbone)
     aux = FCNHead(backbone.aux_channels, num_classes) if config.get("aux") else None
-    model = DeepLab(backbone, _head(preset, config, backbone), aux, config.get("align_corners", False))
+    model = DeepLab(backbone, head, aux, config.get("align_corners", False))
     model.meta = default_meta(name, config)
     if pretrained is not None:
         load_backbone_weights(model, pretrained)
     return model
-
-
-def _backbone(preset: Preset, config: dict[str, Any]) -> nn.Module:
-    if preset.backbone == "vgg16":
-        return VGG16(config["output_stride"], pool5a=preset.pool5a, pool_ceil_mode=config.get("pool_ceil_mode", False))
-    if preset.backbone == "mobilenetv2":
-        return MobileNetV2(config["output_stride"], config["width_mult"], config.get("pad_block_input", False))
-    depth = int(preset.backbone.removeprefix("resnet"))
-    return ResNet(
-        depth,
-        config["output_stride"],
-        config["multi_grid"],
-        config.get("extra_blocks", 0),
-        config["torchvision_dilation"],
-        config.get("stride_in_1x1", False),
-        config.get("stem_ceil_mode", False),
-        config.get("deep_stem", False),
-    )
-
-
-def _head(preset: Preset, config: dict[str, Any], backbone: nn.Module) -> nn.Module:
-    num_classes, channels = config["num_classes"], backbone.out_channels
-    head_channels = config.get("head_channels", preset.head_channels)
-    if preset.head == "largefov":
-        return largefov_head(channels, num_classes, config["atrous_rates"], preset.head_channels)
-    if preset.head == "aspp_v2":
-        return aspp_v2_head(channels, num_classes, config["atrous_rates"])
-    aspp = {name: config[key] for key, name in ASPP_OPTIONS.items() if key in config}
-    if preset.head == "aspp_v3":
-        return DeepLabV3Head(channels, num_classes, config["atrous_rates"], head_channels, aspp)
-    if preset.head == "v3plus":
-        decoder = {k: config[k] for k in (*DECODER_OPTIONS, "separable_bn") if k in config}
-        return DeepLabV3PlusHead(
-            channels,
-            backbone.low_level_channels,
-            num_classes,
-            config["atrous_rates"],
-            head_channels,
-            **{"separable": preset.separable_decoder, **decoder},
-            aspp=aspp,
-            align_corners=config.get("align_corners", False),
-        )
-    return CascadeHead(channels, num_classes)  # cascade: 1x1 to classes on block7
 
 
 def complexity(name: str, size: int = 513, **overrides: Any) -> tuple[int, float]:

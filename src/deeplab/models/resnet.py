@@ -4,18 +4,14 @@ State-dict keys are torchvision's ``resnet50``/``resnet101`` keys without ``fc``
 ``layer1``..``layer4``, each unit ``N.conv1/bn1/conv2/bn2/conv3/bn3`` and ``N.downsample.0/1``, so an
 ImageNet checkpoint loads as is. The copies of block4 of DeepLab v3 "going deeper" (Sec. 3.2) are
 ``layer5``..``layer7`` with the same inner layout. The stride of a stage sits on its first unit's
-3x3 conv (torchvision's "v1.5" layout); ``stride_in_1x1=True`` puts it on the 1x1 reduce conv and
-the projection instead, and ``stem_ceil_mode=True`` rounds the stem's max-pool output up: the
-original MSRA/Caffe ResNet of the DeepLab v2 release (kazuto1011/deeplab-pytorch's conversion).
-``deep_stem=True`` replaces the 7x7 stem conv by three 3x3 convs (32, 32, 64 channels; keys
-``stem.{0,1,3,4,6,7}``): the "ResNetV1c" of mmsegmentation.
+3x3 conv (torchvision's "v1.5" layout). The released models' other ResNets (Caffe's, mmseg's deep
+stem, torchvision's dilation) are in ``variants``.
 
 Atrous convolution (v2 Sec. 3.1, v3 Sec. 3.1): a stage whose stride would take the feature map
 below 1/output_stride keeps stride 1 and multiplies the atrous rate by that stride instead, so an
 H x W input gives a ceil(H/os) x ceil(W/os) map. Unit i of block4 and its copies uses
 ``rate * multi_grid[i]`` when the block is atrous (v3 Sec. 3.2; at output stride 32 block4 is a
-plain strided block); every other unit uses the stage rate, as in the papers' reference code. ``torchvision_dilation=True`` reproduces torchvision's variant instead,
-where the first unit of a dilated stage keeps the previous stage's rate (needed for its weights).
+plain strided block); every other unit uses the stage rate, as in the papers' reference code.
 """
 
 from __future__ import annotations
@@ -33,15 +29,12 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(
-        self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1, stride_in_1x1: bool = False
-    ) -> None:
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1) -> None:
         super().__init__()
         out = planes * self.expansion
-        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, stride_1x1, bias=False)
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride_3x3, padding=dilation, dilation=dilation, bias=False)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, padding=dilation, dilation=dilation, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out)
@@ -68,10 +61,6 @@ class ResNet(nn.Module):
         output_stride: int = 16,
         multi_grid: tuple[int, ...] | None = None,
         extra_blocks: int = 0,
-        torchvision_dilation: bool = False,
-        stride_in_1x1: bool = False,
-        stem_ceil_mode: bool = False,
-        deep_stem: bool = False,
     ) -> None:
         super().__init__()
         plan = AtrousPlan(output_stride, current_stride=4)  # the stem has stride 4
@@ -82,33 +71,25 @@ class ResNet(nn.Module):
         if extra_blocks < 0:
             raise ValueError(f"extra_blocks must be >= 0, got {extra_blocks!r}")
         self.output_stride = output_stride
-        if deep_stem:
-            stem = [nn.Conv2d(3, 32, 3, 2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True)]
-            stem += [nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True)]
-            stem += [nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)]
-            self.stem = nn.Sequential(*stem)
-        else:
-            self.stem = None
-            self.conv1 = nn.Conv2d(3, 64, 7, 2, padding=3, bias=False)
-            self.bn1 = nn.BatchNorm2d(64)
-            self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, padding=1, ceil_mode=stem_ceil_mode)
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, padding=1)
         units = DEPTHS[depth] + (3,) * extra_blocks
         planes = (64, 128, 256, 512) + (512,) * extra_blocks
         self.num_stages = len(units)
-        self.unit_rates: dict[str, list[int]] = {}
+        self.unit_rates: dict[str, list[int]] = {}  # each unit's atrous rate, by stage
+        self.stage_rates: list[int] = []  # the rate of each stage before multi-grid
         inplanes = 64
         for index, (n, width) in enumerate(zip(units, planes)):
-            previous_rate = plan.rate
             stride, atrous = plan.step(1 if index == 0 else 2)
             grid = multi_grid if (index >= 3 and multi_grid and atrous) else (1,) * n
             rates = [plan.rate * g for g in grid]
-            if torchvision_dilation:
-                rates[0] = previous_rate * grid[0]
             name = f"layer{index + 1}"
             self.unit_rates[name] = rates
+            self.stage_rates.append(plan.rate)
             blocks = [
-                Bottleneck(inplanes if i == 0 else width * 4, width, stride if i == 0 else 1, r, stride_in_1x1)
+                Bottleneck(inplanes if i == 0 else width * 4, width, stride if i == 0 else 1, r)
                 for i, r in enumerate(rates)
             ]
             setattr(self, name, nn.Sequential(*blocks))
@@ -116,9 +97,12 @@ class ResNet(nn.Module):
         self.out_channels, self.aux_channels, self.low_level_channels = 2048, 1024, 256
         init_weights(self)
 
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The stride-4 stem: 7x7 conv + BN + ReLU, 3x3 max-pool."""
+        return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.relu(self.bn1(self.conv1(x))) if self.stem is None else self.stem(x)
-        x = self.maxpool(x)
+        x = self.forward_stem(x)
         features = {}
         for index in range(1, self.num_stages + 1):
             x = getattr(self, f"layer{index}")(x)

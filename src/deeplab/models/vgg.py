@@ -7,8 +7,8 @@ the DeepLab releases, so an H x W input gives ceil(H/os) x ceil(W/os). At output
 pool5 have stride 1 and conv5 is atrous with rate 2 (the "hole algorithm", v1 Sec. 3.1).
 ``pool5a=True`` appends DeepLab-LargeFOV's 3x3 stride-1 average pool (``pool5a`` of the released
 v1 model definition, Caffe's AVE pooling with padding 1, which divides by 9 at the borders too) as
-``features.31``; it has no weights, so the keys stay torchvision's. ``pool_ceil_mode=True`` rounds
-the max-pools' output up as Caffe does (the releases' pools then give H/2 + 1 on even sizes).
+``features.31``; it has no weights, so the keys stay torchvision's. The Caffe releases' pools round
+up (``variants.caffe_pools``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class VGG16(nn.Module):
 
     pretrained_ignore = ("classifier.",)
 
-    def __init__(self, output_stride: int = 8, pool5a: bool = False, pool_ceil_mode: bool = False) -> None:
+    def __init__(self, output_stride: int = 8, pool5a: bool = False) -> None:
         super().__init__()
         plan = AtrousPlan(output_stride)
         self.output_stride = output_stride
@@ -43,7 +43,7 @@ class VGG16(nn.Module):
                 in_channels = channels
             stride, _ = plan.step(2)
             self.pool_strides.append(stride)
-            layers.append(nn.MaxPool2d(3, stride, padding=1, ceil_mode=pool_ceil_mode))
+            layers.append(nn.MaxPool2d(3, stride, padding=1))
         if pool5a:  # DeepLab-LargeFOV's 3x3 stride-1 average pool between pool5 and fc6
             layers.append(nn.AvgPool2d(3, 1, padding=1, count_include_pad=True))
         self.features = nn.Sequential(*layers)

@@ -4,7 +4,7 @@ checkpoints, exact resume) and what it is made of.
 - ``config``: the recipe (documented dataclasses, YAML, key=value overrides).
 - ``trainer``: ``Trainer``, ``run_training``; ``loss``: the loss; ``log``: log.csv / TensorBoard.
 - ``optim``: SGD groups and the poly schedule; ``sampling``: the resumable data order.
-- ``distributed``: torchrun process groups; ``timing``: seconds per iteration of a recipe.
+- ``timing``: seconds per iteration of a recipe (torchrun process groups: ``deeplab.distributed``).
 """
 
 from deeplab.train.config import Config, ConfigError, config_from_dict, config_to_dict, load_config

@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from deeplab import forks
 from deeplab.checkpoint import read_checkpoint
 from deeplab.data import DatasetError, TrainTransform, build_dataset, scan_masks
 from deeplab.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
@@ -153,6 +154,7 @@ class Trainer:
             SampleStream(self.train_set, t.seed, transform),
             batch_sampler=sampler,
             num_workers=d.num_workers,
+            multiprocessing_context=forks.dataloader_context() if d.num_workers else None,
             collate_fn=collate,
             pin_memory=self.dist.device.type == "cuda",
         )
