@@ -77,7 +77,8 @@ def plain():
 
 def ours():
     keep_freed_memory()  # as deeplab evaluate does
-    result = run_evaluation(weights, "shapes", None, "val", scales=scales, flip=flip, crf=crf, max_images=n,
+    segmenter = {"scales": scales, "flip": flip, "crf": crf}
+    result = run_evaluation(weights, "shapes", None, "val", segmenter=segmenter, max_images=n,
                             trimap=False, progress=False, batch_size=args["batch_size"], workers=args["workers"])
     return np.array(result["confusion_matrix"], dtype=np.int64)
 

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from deeplab.apps.evaluate import write_result
+from deeplab.apps.options import segmenter_from_options
 from deeplab.apps.plots import plot_class_iou, plot_training_curves, plot_trimap
 from deeplab.apps.report import Report
 from deeplab.apps.viz import overlay, overlay_with_legend
@@ -24,7 +25,6 @@ from deeplab.crf import DenseCRF
 from deeplab.crf.simulate import network_probs
 from deeplab.data.shapes import ShapesDataset
 from deeplab.evaluation import evaluate
-from deeplab.inference import Segmenter
 from deeplab.models import load_model
 from deeplab.palette import VOC_CLASSES, voc_palette
 
@@ -62,10 +62,8 @@ def run_demo(
     model = load_model(weights)
     data = ShapesDataset("val", num_images=num_images)
     segmenters = {}
-    for name, kw in STRATEGIES.items():
-        kw = dict(kw)
-        crf = DenseCRF() if kw.pop("crf", False) else None
-        segmenters[name] = Segmenter(model, crf=crf, device=device, **kw)
+    for name, options in STRATEGIES.items():
+        segmenters[name] = segmenter_from_options(model, device=device, **options)
     _warm_up(segmenters, data[0][0])
     results = []
     for name, seg in segmenters.items():

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from deeplab.apps.options import segmenter_from_options
 from deeplab.apps.plots import plot_evaluation
 from deeplab.atomic import atomic_write
-from deeplab.crf import DenseCRF
 from deeplab.data import build_dataset
 from deeplab.distributed import DistInfo, check_same
 from deeplab.evaluation import TRIMAP_WIDTHS, evaluate, no_nan
-from deeplab.inference import Segmenter
 from deeplab.models import load_model
 
 
@@ -55,13 +54,7 @@ def run_evaluation(
     root: str | Path | None,
     split: str = "val",
     *,
-    scales: Sequence[float] = (1.0,),
-    fusion: str = "mean",
-    flip: bool = False,
-    crf: bool = False,
-    precision: str = "fp32",
-    device: str | None = None,
-    backend: str = "auto",
+    segmenter: dict[str, Any] | None = None,
     max_images: int | None = None,
     trimap: bool = True,
     label: str | None = None,
@@ -72,8 +65,15 @@ def run_evaluation(
 ) -> dict:
     """Load a checkpoint, build its Segmenter and evaluate it on a data set split.
 
-    With ``dist`` (torchrun) every process evaluates its share of the images on its own device
-    and all return the same result; processes given different checkpoints or data fail clearly."""
+    Args:
+        weights: a checkpoint of any layout ``load_model`` reads.
+        dataset, root, split: the data (``deeplab.data.build_dataset``).
+        segmenter: ``segmenter_from_options``'s keywords (preset, scales, fusion, flip, crf,
+            precision, device, backend, ...); single scale on the default device when None.
+        max_images, trimap, label, progress, batch_size, workers: as ``evaluation.evaluate``.
+        dist: under torchrun every process evaluates its share of the images on its own device
+            and all return the same result; processes given different checkpoints or data fail.
+    """
     dist = dist or DistInfo()
     model = load_model(weights)
     data = build_dataset(dataset, root, split)
@@ -81,19 +81,12 @@ def run_evaluation(
         raise ValueError(
             f"{weights}: the model has {len(model.meta.classes)} classes, {dataset} has {len(data.classes)}"
         )
-    check_same(_fingerprint(weights), dist, "the checkpoint (size, SHA-1)")
+    same_checkpoint(weights, dist)
     check_same((dataset, split, len(data), list(data.classes)), dist, "the data set (name, split, size, classes)")
-    refine = DenseCRF() if crf else None
-    seg = Segmenter(
-        model,
-        scales=scales,
-        flip=flip,
-        fusion=fusion,
-        crf=refine,
-        precision=precision,
-        backend=backend,
-        device=dist.device if dist.enabled else device,
-    )
+    options = dict(segmenter or {})
+    if dist.enabled:
+        options["device"] = str(dist.device)
+    seg = segmenter_from_options(model, **options)
     widths = TRIMAP_WIDTHS if trimap else None
     result = evaluate(
         seg,
@@ -106,14 +99,14 @@ def run_evaluation(
         batch_size=batch_size,
         workers=workers,
     )
-    result["settings"].update(weights=str(weights), dataset=dataset, split=split, precision=precision)
+    result["settings"].update(weights=str(weights), dataset=dataset, split=split, precision=seg.precision)
     return result
 
 
-def _fingerprint(path: str | Path) -> tuple[int, str]:
-    """(size, SHA-1) of a file: what ranks compare to be sure they evaluate the same checkpoint."""
-    data = Path(path).read_bytes()
-    return len(data), hashlib.sha1(data).hexdigest()
+def same_checkpoint(path: str | Path, dist: DistInfo) -> None:
+    """ValueError unless every torchrun process was given the same checkpoint (size and SHA-1)."""
+    data = Path(path).read_bytes() if Path(path).is_file() else b""
+    check_same((len(data), hashlib.sha1(data).hexdigest()), dist, "the checkpoint (size, SHA-1)")
 
 
 def write_report(result: dict, out_dir: str | Path) -> list[Path]:

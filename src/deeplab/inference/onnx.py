@@ -21,6 +21,7 @@ from torch import nn
 from deeplab.atomic import atomic_write
 
 OPSET = 17
+OPSET_RANGE = (9, 20)  # what torch's TorchScript ONNX exporter writes
 
 
 def export_onnx(model: nn.Module, path: str | Path | io.BytesIO, opset: int = OPSET) -> None:

@@ -35,6 +35,7 @@ from deeplab.inference.backends import build_chosen
 from deeplab.inference.tiling import axis_plan, ramp, window_starts
 
 DEFAULT_TILE = (513, 513)
+FUSIONS = ("mean", "max")  # DeepLab v3's mean of probabilities, v2's max of logits
 # Network-input pixels per forward pass on the CPU: a batch beyond this spills the caches and runs
 # slower per image (shipped model, 2-core CPU: 256x256 inputs took 42 ms each in passes of 16, 25 ms
 # in passes of 4, 38 ms alone), so larger batches are split; GPUs take the batch whole.
@@ -88,8 +89,8 @@ class Segmenter:
         device: str | torch.device | None = None,
     ) -> None:
         self.scales = _check_scales(scales)
-        if fusion not in ("max", "mean"):
-            raise ValueError(f"fusion must be 'max' or 'mean', got {fusion!r}")
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
         self.device = resolve_device("cpu" if backend in ("onnxruntime", "openvino") and device is None else device)
         check_precision(precision, self.device)
         if backend in ("onnxruntime", "openvino") and self.device.type != "cpu":
