@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -77,6 +78,37 @@ def to_rgb(img: Image.Image) -> np.ndarray:
         background = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, img)
     return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+
+
+def as_rgb(image: np.ndarray | Image.Image | str | Path, stacklevel: int = 2) -> np.ndarray:
+    """The one image normaliser: HxWx3 uint8 RGB from an image file's path, a PIL image of any mode
+    (``to_rgb``) or an array: gray (HxW, HxWx1), RGB, RGBA (alpha dropped); arrays that are not
+    uint8 are taken on the 0-255 scale, rounded, and clipped with a warning where they leave it."""
+    if isinstance(image, (str, Path)):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        return to_rgb(image)
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"image must be HxW, HxWx1, HxWx3 or HxWx4, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        if not np.issubdtype(image.dtype, np.number) or np.issubdtype(image.dtype, np.complexfloating):
+            raise ValueError(f"image must be numbers (or a file path), got dtype {image.dtype}")
+        values = image.astype(np.float64)
+        if not np.isfinite(values).all():
+            raise ValueError("image contains NaN or infinite values")
+        if values.min() < 0 or values.max() > 255:
+            warnings.warn(
+                f"image values span {values.min():g}..{values.max():g}, outside 0-255; clipped",
+                RuntimeWarning,
+                stacklevel=stacklevel + 1,
+            )
+        image = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    return image[..., :3]
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -215,11 +215,20 @@ def test_bad_arguments_give_clear_errors(model, kwargs, message):
         Segmenter(model, **kwargs)
 
 
-def test_bad_image_arrays_are_rejected(model):
-    with pytest.raises(ValueError, match="uint8"):
-        Segmenter(model)(np.zeros((8, 8, 3), np.float32))
+def test_images_are_normalised_as_everywhere_else(model, tmp_path):
+    """One normaliser (imageio.as_rgb) for the Segmenter and the CRF: files, PIL, gray, float."""
+    from PIL import Image
+
+    seg = Segmenter(model)
+    image = tiny_image(24, 32, seed=5)
+    expected = seg(image).labels
+    Image.fromarray(image).save(tmp_path / "photo.png")
+    for same in (str(tmp_path / "photo.png"), tmp_path / "photo.png", Image.fromarray(image), image.astype(np.float32)):
+        np.testing.assert_array_equal(seg(same).labels, expected)
     with pytest.raises(ValueError, match="HxWx3"):
-        Segmenter(model)(np.zeros((8, 8, 5), np.uint8))
+        seg(np.zeros((8, 8, 5), np.uint8))
+    with pytest.raises(ValueError, match="numbers"):
+        seg(np.array([["photo.png"]]))
 
 
 def test_real_model_fast_path_agrees_with_plain():

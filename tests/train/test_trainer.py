@@ -528,6 +528,38 @@ def test_best_checkpoint_is_small_and_loads(tmp_path):
     assert model.meta.classes == _shapes().classes and len(model.meta.palette) == 7
 
 
+def test_init_weights_reads_any_layout_and_reinitialises_a_new_classifier(tmp_path):
+    """train.init_weights goes through load_model's reader: a peer's layout (VainF's MobileNetV2 keys
+    here) starts training, and a checkpoint with another class count re-initialises the classifier."""
+    from deeplab.models import build_model, save_model
+
+    source = _model(num_classes=3)
+    save_model(tmp_path / "three.pt", source)
+    with pytest.warns(UserWarning, match="re-initialised classifier layers classifier.4"):
+        trainer = Trainer.from_config(
+            _config(tmp_path, f"train.init_weights={tmp_path / 'three.pt'}"), train_set=_shapes(), progress=False
+        )
+    ours, theirs = trainer.model.state_dict(), source.state_dict()
+    assert torch.equal(ours["backbone.features.5.conv.1.0.weight"], theirs["backbone.features.5.conv.1.0.weight"])
+    assert ours["classifier.4.weight"].shape[0] == 7  # the shapes data set's classes, fresh
+
+    def vainf_key(key: str) -> str:  # our MobileNetV2 DeepLab v3 keys -> VainF's
+        if key.startswith("backbone.features."):
+            index, rest = key[len("backbone.features.") :].split(".", 1)
+            part = "low_level_features" if int(index) < 4 else "high_level_features"
+            return f"backbone.{part}.{int(index) - 4 * (int(index) >= 4)}.{rest}"
+        return key.replace("classifier.", "classifier.classifier.", 1)
+
+    torch.manual_seed(1)
+    peer = build_model("deeplabv3-mobilenetv2", 7, width_mult=0.25, head_channels=256)
+    torch.save({"model_state": {vainf_key(k): v for k, v in peer.state_dict().items()}}, tmp_path / "vainf.pth")
+    cfg = _config(tmp_path, f"train.init_weights={tmp_path / 'vainf.pth'}")
+    cfg.model.options["head_channels"] = 256
+    trainer = Trainer.from_config(cfg, train_set=_shapes(), progress=False)
+    for key, value in peer.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[key], value), key
+
+
 # -- on a GPU (scripts/gpu-check.sh) ---------------------------------------------------------------
 
 

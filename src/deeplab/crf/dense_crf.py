@@ -9,11 +9,12 @@ normalisation, the pixel's own contribution kept). K_k are permutohedral-lattice
 
 from __future__ import annotations
 
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+
+from deeplab.imageio import as_rgb
 
 from . import lattice as lat
 from ._jit import PREFETCH_AHEAD, get_num_threads, jit, prefetch
@@ -126,7 +127,7 @@ class DenseCRF:
             )
         if self.window is None or probs.ndim != 3 or probs.shape[1] * probs.shape[2] <= WHOLE_IMAGE_PIXELS:
             return self._run(image, probs, from_logits, run, parts, out=out)
-        return self._windowed(as_rgb(image), probs, from_logits, out, run, parts)
+        return self._windowed(np.ascontiguousarray(as_rgb(image, stacklevel=3)), probs, from_logits, out, run, parts)
 
     def _windowed(self, image, probs, from_logits: bool, out, run, parts: int) -> np.ndarray:
         """Refine window by window, the margins giving context; ``out`` may be ``probs``.
@@ -167,7 +168,7 @@ class DenseCRF:
         shares each step in ``parts``; ``origin``: where the image lies in a bigger one."""
         probs = as_probs(probs, from_logits, check=False)
         c, h, w = probs.shape
-        image = as_rgb(image)
+        image = np.ascontiguousarray(as_rgb(image, stacklevel=3))
         if image.shape[:2] != (h, w):
             raise ValueError(f"image is {image.shape[0]}x{image.shape[1]} but probs are {c}x{h}x{w} (C x H x W)")
         point_spans = lat.spans(h * w, parts)
@@ -447,28 +448,3 @@ def _check_probabilities(lowest: float, worst: float, finite: bool) -> None:
     if lowest < 0 or worst > SUM_TOLERANCE:
         problem = f"a negative value {lowest:g}" if lowest < 0 else f"sums over classes off 1 by up to {worst:.3g}"
         raise ValueError(f"probs are not probabilities ({problem}); pass logits with `from_logits=True`")
-
-
-def as_rgb(image: np.ndarray) -> np.ndarray:
-    """HxWx3 uint8 RGB from gray (HxW, HxWx1), RGBA (alpha dropped) or non-uint8 images (0-255 scale)."""
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
-        raise ValueError(f"image must be HxW, HxWx1, HxWx3 or HxWx4, got shape {image.shape}")
-    if image.dtype != np.uint8:
-        if not np.issubdtype(image.dtype, np.number) or np.issubdtype(image.dtype, np.complexfloating):
-            raise ValueError(f"image must be numbers, got dtype {image.dtype}")
-        values = image.astype(np.float64)
-        if not np.isfinite(values).all():
-            raise ValueError("image contains NaN or infinite values")
-        if values.min() < 0 or values.max() > 255:
-            warnings.warn(
-                f"image values span {values.min():g}..{values.max():g}, outside 0-255; clipped",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-        image = np.clip(np.rint(values), 0, 255).astype(np.uint8)
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    return np.ascontiguousarray(image[..., :3])

@@ -30,7 +30,7 @@ from torch import nn
 from deeplab.constants import IMAGENET_MEAN, IMAGENET_STD
 from deeplab.crf import DenseCRF
 from deeplab.devices import autocast_dtype, check_precision, fast_bf16, resolve_device
-from deeplab.imageio import to_rgb
+from deeplab.imageio import as_rgb
 from deeplab.inference.backends import build_chosen
 from deeplab.inference.tiling import axis_plan, ramp, window_starts
 
@@ -132,7 +132,7 @@ class Segmenter:
         grouped by size rather than padded, since padding would change what the image-level pooling
         of ASPP sees. Images that need tiles run one at a time.
         """
-        rgbs = [_as_rgb(image) for image in images]
+        rgbs = [as_rgb(image) for image in images]
         return self.refine(rgbs, self.probabilities(rgbs))
 
     def predict_batches(
@@ -151,7 +151,7 @@ class Segmenter:
         pending: deque[Future] = deque()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="crf") as pool:
             for batch in batches:
-                rgbs = [_as_rgb(image) for image in batch]
+                rgbs = [as_rgb(image) for image in batch]
                 pending.append(pool.submit(self.refine, rgbs, self.probabilities(rgbs)))
                 while len(pending) >= depth:
                     yield pending.popleft().result()
@@ -168,7 +168,7 @@ class Segmenter:
     @torch.inference_mode()
     def probabilities(self, images: Sequence[np.ndarray | Image.Image]) -> list[torch.Tensor]:
         """Fused probabilities CxHxW (CPU, float32) of each image: the network part of predict_batch."""
-        rgbs = [_as_rgb(image) for image in images]
+        rgbs = [as_rgb(image) for image in images]
         scores: list[torch.Tensor | None] = [None] * len(rgbs)
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, rgb in enumerate(rgbs):
@@ -186,7 +186,7 @@ class Segmenter:
     def refine(self, images: Sequence[np.ndarray | Image.Image], probs: list[torch.Tensor]) -> list[Prediction]:
         """The CRF (when set) and the argmax of ``probabilities(images)``: the CPU part of predict_batch,
         which can run on another thread while the network computes the next images."""
-        rgbs = [_as_rgb(image) for image in images]
+        rgbs = [as_rgb(image) for image in images]
         if isinstance(self.crf, DenseCRF):  # in place (no second copy of big maps), one image per thread
             arrays = [p.numpy() for p in probs]
             self.crf.batch(rgbs, arrays, out=arrays)
@@ -316,19 +316,6 @@ def _check_scales(scales: Sequence[float]) -> tuple[float, ...]:
     if not scales or min(scales) <= 0:
         raise ValueError(f"scales must be positive numbers, got {scales}")
     return scales
-
-
-def _as_rgb(image: np.ndarray | Image.Image) -> np.ndarray:
-    if isinstance(image, Image.Image):
-        return to_rgb(image)
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise ValueError(f"images must be uint8, got {image.dtype}")
-    if image.ndim == 2:
-        return np.repeat(image[..., None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] not in (3, 4):
-        raise ValueError(f"images must be HxWx3 RGB, got shape {image.shape}")
-    return image[..., :3]
 
 
 def _argmax(probs: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from deeplab.models._utils import check_output_stride
 from deeplab.models.decoder import DeepLabV3PlusHead
 from deeplab.models.deeplab import DeepLab, unwrap
 from deeplab.models.heads import ASPP, DeepLabV3Head, FCNHead, aspp_v2_head, classifier_conv, largefov_head
-from deeplab.models.loading import describe_checkpoint, load_model, load_state, save_model
+from deeplab.models.loading import describe_checkpoint, load_model, load_state, load_weights, save_model
 from deeplab.models.meta import ModelMeta, default_meta
 from deeplab.models.mobilenet import MobileNetV2
 from deeplab.models.multiscale import MultiScale
@@ -46,6 +46,7 @@ __all__ = [
     "load_backbone_weights",
     "load_model",
     "load_state",
+    "load_weights",
     "presets_table",
     "resolve_config",
     "save_model",

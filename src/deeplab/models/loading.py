@@ -44,6 +44,13 @@ def load_model(path: str | os.PathLike, **overrides: Any) -> nn.Module:
     return model.eval()
 
 
+def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """Start ``model`` from the weights of any checkpoint ``load_model`` reads (ours, a peer's, a
+    Caffe release): strict on every key, except classifier layers whose class count differs, which
+    stay freshly initialised (with a warning), as ``load_state`` does."""
+    load_state(unwrap(model), read(path).state_dict, path)
+
+
 def _apply_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Merge ``overrides``; a new output_stride without new rates scales the stored rates."""
     merged = {**config, **overrides}

@@ -102,8 +102,9 @@ class TrainConfig:
         seed: seeds the data order, the augmentation of every sample and every iteration's RNG.
         backbone_weights: ImageNet ResNet checkpoint (torchvision format) to start the backbone
             from; null = random initialisation.
-        init_weights: DeepLab checkpoint to start the whole model from (weights only, e.g. the
-            stage-1 best.pt for v3 stage 2); null = none.
+        init_weights: checkpoint to start the whole model from (weights only; any layout
+            ``load_model`` reads, e.g. the stage-1 best.pt for v3 stage 2 or a peer's release; a
+            different class count re-initialises the classifier); null = none.
         checkpoint_every: write OUTPUT/last.pt every this many iterations (and at the end).
         val_every: validate every this many iterations (and at the end); best.pt keeps the best mIoU.
         log_every: write a CSV row (mean loss since the last row) every this many iterations.

@@ -28,7 +28,7 @@ from deeplab.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init
 from deeplab.evaluation import accumulate
 from deeplab.inference import Segmenter
 from deeplab.metrics import scores
-from deeplab.models import MultiScale, build_model, save_model
+from deeplab.models import MultiScale, build_model, load_weights, save_model
 from deeplab.train.config import Config, config_to_dict
 from deeplab.train.log import RunLog
 from deeplab.train.loss import segmentation_loss
@@ -117,7 +117,7 @@ class Trainer:
         seed_all(mix_seed(t.seed, 0))
         if model is None:
             model = build_model_for(config, len(train_set.classes))
-        if t.init_weights:
+        if t.init_weights:  # any layout load_model reads; a new class count re-initialises the classifier
             load_weights(model, t.init_weights)
         return cls(config, model, train_set, val_set, dist=dist, progress=progress, on_checkpoint=on_checkpoint)
 
@@ -179,7 +179,7 @@ class Trainer:
 
     def resume(self, path: str | Path) -> None:
         """Continue from a checkpoint written by `save` (model, optimiser, schedule, iteration)."""
-        state = load_weights(self.model, path).get("train_state")
+        state = _resume_weights(self.model, path).get("train_state")
         if not state:
             raise ValueError(f"{path}: no training state to resume from (not written by deeplab train)")
         self.optimizer.load_state_dict(state["optimizer"])
@@ -370,8 +370,8 @@ def build_model_for(config: Config, num_classes: int) -> nn.Module:
     return build_model(m.arch, num_classes=num_classes, **kwargs, **m.options)
 
 
-def load_weights(model: nn.Module, path: str | Path) -> dict:
-    """Load a DeepLab checkpoint's weights into ``model``; returns the checkpoint."""
+def _resume_weights(model: nn.Module, path: str | Path) -> dict:
+    """Load the weights of a checkpoint written by `save` into ``model`` (strictly); returns the checkpoint."""
     ckpt = read_checkpoint(path)
     try:
         model.load_state_dict(ckpt["state_dict"])
