@@ -30,7 +30,7 @@ def remove_stale_temporaries(path: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
     """Call ``write(file)`` on a temporary file next to ``path``, then rename it to ``path``.
 
     Raises WriteError naming ``path`` when the folder or the disk refuses; nothing is left behind.

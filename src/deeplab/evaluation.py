@@ -105,8 +105,16 @@ def evaluate(
 ) -> dict:
     """Evaluate a Segmenter (or a model, run at one scale) on a data set of (image, mask) pairs.
 
-    Under torchrun (``dist`` of several processes) each process takes every world_size-th image
-    and the counts are summed over the processes: every rank returns the single-process result.
+    Args:
+        predictor: a ``Segmenter`` (its scales, flip, CRF are used) or a model.
+        dataset: a data set of (HxWx3 uint8 image, HxW mask) pairs with ``classes`` (``build_dataset``).
+        trimap_widths: band widths in pixels for the trimap measure (v2 Fig. 5); None skips it.
+        max_images: the first N images only.
+        progress: draw a progress bar.
+        label: the run's name in plots (default: from the settings).
+        dist: under torchrun each process takes every world_size-th image and the counts are summed:
+            every rank returns the single-process result.
+        batch_size, workers: images per forward pass, and loader workers reading ahead.
 
     Returns classes, miou, pixel_accuracy, mean_class_accuracy, fw_iou, per_class_iou and
     per_class_accuracy ({class: value}, None where a class is absent from both ground truth and
@@ -131,8 +139,8 @@ def evaluate(
         "crf": getattr(seg, "crf", None) is not None,
     }
     if label is None:
-        label = f"scales {','.join(f'{s:g}' for s in settings['scales'])}"
-        label += " + flip" * settings["flip"] + " + CRF" * settings["crf"]
+        label = f"scales {','.join(f'{s:g}' for s in getattr(seg, 'scales', (1.0,)))}"
+        label += " + flip" * bool(settings["flip"]) + " + CRF" * bool(settings["crf"])
     return summarize(cm.matrix, dataset.classes, trimap, num_images=n, label=label, settings=settings)
 
 

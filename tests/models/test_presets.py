@@ -92,3 +92,32 @@ def test_ablation_overrides_single_rate_and_no_image_pooling():
         build_model("deeplabv3-mobilenetv2", atrous_rates=[])
     with pytest.raises(ValueError, match="image_pooling"):
         build_model("deeplabv2-resnet101", image_pooling=False)
+
+
+def test_a_new_head_is_one_entry(monkeypatch):
+    """A toy head with its own option, registered in HEADS alone: config, overrides and build follow."""
+    from torch import nn
+
+    from deeplab.models import presets
+    from deeplab.models.presets import HEADS, Option, Part, Preset, allowed_overrides, resolve_config
+
+    def toy(config, preset, backbone):
+        return ToyHead(backbone.out_channels, config["num_classes"], config["hidden"])
+
+    class ToyHead(nn.Sequential):
+        def __init__(self, in_channels: int, num_classes: int, hidden: int) -> None:
+            super().__init__(nn.Conv2d(in_channels, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, num_classes, 1))
+
+        def forward(self, features):
+            return super().forward(features["out"])
+
+    monkeypatch.setitem(HEADS, "toy", Part(toy, {"hidden": Option(int, lambda preset: 16)}))
+    monkeypatch.setitem(presets.PRESETS, "toy-mobilenetv2", Preset("mobilenetv2", "toy", 16, (), "a toy head"))
+    preset = presets.PRESETS["toy-mobilenetv2"]
+    assert "hidden" in allowed_overrides(preset) and "atrous_rates" not in allowed_overrides(preset)
+    assert resolve_config("toy-mobilenetv2", 3, hidden="8")["hidden"] == 8
+    model = build_model("toy-mobilenetv2", 3, width_mult=0.25, hidden=8)
+    assert model.classifier[0].out_channels == 8
+    assert model.eval()(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
+    with pytest.raises(ValueError, match="do not apply"):
+        build_model("toy-mobilenetv2", 3, image_pooling=False)

@@ -51,7 +51,7 @@ def test_caffe_pools_round_up():
 def test_peer_aspp_without_projection_and_with_pooling_first():
     paper = ASPP(16, (1, 2), 8).eval()
     peer = variants.PeerASPP(16, (1, 2), 8, projection=False, pooling_first=True).eval()
-    assert peer.out_channels == 4 * 8 and peer.project is None
+    assert peer.out_channels == 4 * 8 and not list(peer.project.parameters())
     peer.load_state_dict({k: v for k, v in paper.state_dict().items() if not k.startswith("project.")})
     x = torch.randn(1, 16, 9, 9)
     branches = [b(x) for b in paper.convs]

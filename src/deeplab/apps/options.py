@@ -34,7 +34,7 @@ def one_line_errors(*kinds: type[Exception]) -> Iterator[None]:
     one-line click errors."""
     try:
         yield
-    except (ValueError, FileNotFoundError, *kinds) as err:
+    except (ValueError, FileNotFoundError, *kinds) as err:  # type: ignore[misc]  # a tuple of classes
         text = str(err).strip()
         raise click.ClickException(text.splitlines()[0] if text else repr(err)) from None
 
@@ -89,7 +89,7 @@ def _threads(ctx: click.Context, param: click.Parameter, value: int | None) -> i
     """Apply --threads at once: torch's (and OpenVINO's, which follows torch's) and the CRF's (numba's)."""
     if value is not None:
         torch.set_num_threads(value)
-        numba.set_num_threads(min(value, numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(min(value, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     return value
 
 

@@ -73,7 +73,13 @@ def plot_class_iou(result: dict, path: str | Path) -> Path:
     y = np.arange(len(names))
     ax.barh(y, np.nan_to_num(values), color="tab:blue")
     for yi, v in zip(y, values):
-        ax.text(0.5 if math.isnan(v) else v + 0.5, yi, "n/a" if math.isnan(v) else f"{v:.1f}", va="center", fontsize=8)
+        ax.text(
+            0.5 if math.isnan(v) else v + 0.5,
+            float(yi),
+            "n/a" if math.isnan(v) else f"{v:.1f}",
+            va="center",
+            fontsize=8,
+        )
     ax.set_yticks(y, names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 105)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -65,7 +65,7 @@ def predict_files(
     loader = batches(_Decoded(mine), batch_size, workers)
     bar = tqdm(total=len(mine), desc="predict", unit="img", disable=not progress, dynamic_ncols=True)
     with ThreadPoolExecutor(max_workers=1) as writer:
-        pending = []
+        pending: list[tuple[list[Path], Future]] = []
         for batch in loader:
             good = [(path, stem, rgb) for path, stem, rgb, error in batch if error is None]
             for path, _, _, error in batch:
@@ -91,12 +91,12 @@ def predict_files(
             if error is not None and not isinstance(error, Exception):
                 raise error  # Ctrl-C and the like stop the run (what was written is complete)
             errors = [error] * len(paths) if error is not None else job.result()
-            for path, err in zip(paths, errors):
-                if err is None:
+            for path, problem in zip(paths, errors):
+                if problem is None:
                     done.append(path)
                 else:
-                    failed.append((path, str(err)))
-                    tqdm.write(f"error: {err}")
+                    failed.append((path, str(problem)))
+                    tqdm.write(f"error: {problem}")
     bar.close()
     return BatchResult(done, failed, time.perf_counter() - start)
 

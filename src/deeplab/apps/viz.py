@@ -93,4 +93,4 @@ def classes_and_palette(meta: Any) -> tuple[list[str], list[tuple[int, int, int]
     classes = list(meta.classes or []) or default_classes(num_classes)
     if len(classes) != num_classes:
         raise ValueError(f"the model has {num_classes} classes but {len(classes)} class names")
-    return classes, palette
+    return classes, [(int(r), int(g), int(b)) for r, g, b in palette]

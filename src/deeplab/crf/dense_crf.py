@@ -39,16 +39,20 @@ class _Kernel:
 class DenseCRF:
     """The fully connected CRF with DeepLab v2's VOC defaults.
 
-    ``crf(image, probs)``: image HxWx3 uint8 RGB, probs CxHxW softmax -> refined CxHxW float32.
-    Grayscale/RGBA images are converted; non-uint8 images are rounded and clipped to 0-255 (with a
-    warning if that changes values). ``iterations=0`` returns Q0 = softmax(log(clip(probs, 1e-5))).
-    Threads: numba's count (``numba.set_num_threads``, ``NUMBA_NUM_THREADS``); one image shares
+    ``crf(image, probs)``: image HxWx3 RGB (anything ``imageio.as_rgb`` takes), probs CxHxW softmax
+    -> refined CxHxW float32; ``from_logits=True`` takes logits, ``out=probs`` refines in place.
+    Threads: numba's count (``numba.set_num_threads``, ``deeplab ... --threads``); one image shares
     every step among them, ``batch`` runs one image per thread.
 
-    Images above WHOLE_IMAGE_PIXELS are refined in windows of ``window`` x ``window`` pixels, each
-    with ``margin`` more pixels of context on every side (default 3 theta_alpha, the bilateral
-    kernel's reach): the working memory depends on the window and the image width, not its
-    height. ``window=None`` refines every image whole.
+    Args:
+        w1, theta_alpha, theta_beta: the bilateral (appearance) kernel's weight, position scale
+            (pixels) and colour scale (v2 Eq. 3); pydensecrf's ``addPairwiseBilateral(sxy, srgb, compat)``.
+        w2, theta_gamma: the Gaussian (smoothness) kernel's weight and position scale.
+        iterations: mean-field iterations; 0 returns Q0 = softmax(log(clip(probs, 1e-5))).
+        window: images above WHOLE_IMAGE_PIXELS are refined in windows of this many pixels a side,
+            so the working memory depends on the window and the image width, not its height;
+            None refines every image whole.
+        margin: context pixels around each window (default 3 theta_alpha, the bilateral kernel's reach).
     """
 
     def __init__(
@@ -142,6 +146,7 @@ class DenseCRF:
             as_probs(probs[:, top : top + 256], from_logits)
         out = np.empty((c, h, w), np.float32) if out is None else out
         size, m = self.window, self.margin
+        assert size is not None and m is not None  # windows() is only called with both set
         above = np.empty((c, m, w), np.float32)  # original rows y0-m..y0 of the band being refined
         for y0 in range(0, h, size):
             y1 = min(y0 + size, h)

@@ -94,7 +94,7 @@ class SegmentationDataset(Dataset):
     """
 
     classes: list[str]
-    palette: list[tuple[int, int, int]]
+    palette: list[tuple[int, ...]]
     names: list[str]
     ignore_index: int = IGNORE_INDEX
 

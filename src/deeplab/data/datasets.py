@@ -73,7 +73,7 @@ class ListDataset(SegmentationDataset):
         return apply_table(read_mask(path), self.lut, path)
 
 
-def _voc_labels():
+def _voc_labels() -> tuple[list[str], list[tuple[int, ...]], np.ndarray]:
     identity = lookup_table([(v, v) for v in range(len(VOC_CLASSES))] + [(255, IGNORE_INDEX)])
     palette = [tuple(int(c) for c in rgb) for rgb in voc_palette(len(VOC_CLASSES))]
     return list(VOC_CLASSES), palette, identity

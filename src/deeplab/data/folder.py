@@ -32,7 +32,7 @@ CLASS_FILES = ("classes.txt", "classes.yaml", "classes.yml")
 IGNORE_NAMES = ("ignore", "void")
 
 
-def read_classes(path: Path) -> tuple[list[str], list[tuple[int, int, int] | None], tuple | None]:
+def read_classes(path: Path) -> tuple[list[str], list[tuple[int, ...] | None], tuple | None]:
     """(names, colours or None per class, ignore colour or None) from a classes.txt / .yaml."""
     entries = _yaml_entries(path) if path.suffix in (".yaml", ".yml") else _txt_entries(path)
     names, colours, ignore = [], [], None
@@ -50,7 +50,7 @@ def read_classes(path: Path) -> tuple[list[str], list[tuple[int, int, int] | Non
 
 
 def _txt_entries(path: Path) -> list[tuple[str, list[int] | None]]:
-    entries = []
+    entries: list[tuple[str, list[int] | None]] = []
     for line in path.read_text().splitlines():
         words = line.split("#")[0].split()
         if not words:
@@ -161,7 +161,7 @@ class FolderDataset(SegmentationDataset):
             return apply_table(read_mask(path), self.lut, path)
         if not len(self._colour_keys):
             raise DatasetError(f"{path}: an RGB mask, but {self._classes_file} gives no class colours")
-        keys = _key(read_image(path).transpose(2, 0, 1))
+        keys = np.asarray(_key(read_image(path).transpose(2, 0, 1)))
         pos = np.clip(np.searchsorted(self._colour_keys, keys), 0, len(self._colour_keys) - 1)
         known = self._colour_keys[pos] == keys
         if not known.all():

@@ -101,7 +101,7 @@ def _shape(cls: int, u: np.ndarray, v: np.ndarray, r: float, rng) -> np.ndarray:
     return ((au <= arm) & (av <= r)) | ((av <= arm) & (au <= r))
 
 
-def _colours(rng: np.random.Generator, lo: float = 0.0, hi: float = 255.0):
+def _colours(rng: np.random.Generator, lo: float = 0.0, hi: float = 255.0) -> tuple[np.ndarray, np.ndarray]:
     """Two random RGB colours at least ~90 apart, in [lo, hi]."""
     c1 = rng.uniform(lo, hi, 3)
     direction = rng.normal(size=3)
@@ -222,7 +222,7 @@ class ShapesDataset(SegmentationDataset):
         """Generate sample `index` (always the same for the same seed, split and index)."""
         return generate(np.random.default_rng([self.seed, SPLITS[self.split], index]), self.size)
 
-    def validate(self) -> np.ndarray:
+    def validate(self, progress: bool = False) -> np.ndarray:
         """Pixel counts per class over the whole split (the masks are valid by construction)."""
         counts = np.zeros(len(CLASSES), dtype=np.int64)
         for i in range(len(self)):

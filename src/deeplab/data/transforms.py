@@ -17,8 +17,8 @@ from deeplab.constants import IMAGENET_MEAN, IMAGENET_STD
 
 def resize(image: np.ndarray, mask: np.ndarray, height: int, width: int):
     """Resize the image bilinearly and the mask by nearest neighbour to height x width."""
-    img = Image.fromarray(image).resize((width, height), Image.BILINEAR)
-    lab = Image.fromarray(mask).resize((width, height), Image.NEAREST)
+    img = Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR)
+    lab = Image.fromarray(mask).resize((width, height), Image.Resampling.NEAREST)
     return np.asarray(img), np.asarray(lab)
 
 
@@ -76,7 +76,7 @@ class TrainTransform:
         self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator | int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         rng = _generator(rng)
-        scale = rng.uniform(*self.scale_range)
+        scale = rng.uniform(self.scale_range[0], self.scale_range[1])
         h, w = mask.shape
         image, mask = resize(image, mask, max(1, round(h * scale)), max(1, round(w * scale)))
         ch, cw = self.crop

@@ -66,7 +66,7 @@ def _closest(obj: dict) -> str:
     if "conv1.weight" in obj or "features.0.0.weight" in obj or "features.0.weight" in obj:
         return f"first keys: {keys}; it looks like ImageNet backbone weights (use pretrained_backbone=)"
     scores = {name: sum(k in obj for k in layout.SIGNATURE) for name, layout in LAYOUTS.items()}
-    name = max(scores, key=scores.get)
+    name = max(scores, key=lambda n: scores[n])
     if not scores[name]:
         return f"first keys: {keys}; no known layout shares its keys"
     lacks = ", ".join(k for k in LAYOUTS[name].SIGNATURE if k not in obj)

@@ -102,10 +102,10 @@ def _fields(meta: object, classes: int) -> dict:
     """Class names and palette from mmseg's checkpoint meta (1.x ``dataset_meta`` or 0.x ``CLASSES``)."""
     if not isinstance(meta, dict):
         return {}
-    source = meta.get("dataset_meta") if isinstance(meta.get("dataset_meta"), dict) else meta
+    source: dict = meta["dataset_meta"] if isinstance(meta.get("dataset_meta"), dict) else meta
     names = source.get("classes", source.get("CLASSES"))
     palette = source.get("palette", source.get("PALETTE"))
-    fields = {}
+    fields: dict[str, list] = {}
     if isinstance(names, (list, tuple)) and len(names) == classes:
         fields["classes"] = [str(n) for n in names]
         if isinstance(palette, (list, tuple)) and len(palette) == classes:

@@ -2,16 +2,16 @@
 onnxruntime session or an OpenVINO compiled model; "auto" (the default) picks OpenVINO on the CPU
 where installed.
 
-OpenVINO is faster per image on the CPU (benchmarks/bench_inference.py). Its set-up is the ONNX
-export once per model (1.9 s for deeplabv3plus-mobilenetv2, 4.4 s for deeplabv3-resnet101 on 2
-cores), then reading the cached conversion (``inference.cache``): 0.23 and 0.45 s, against 0.10-0.16
-and 0.43-0.65 s for the torch path's batch-norm folding."""
+OpenVINO is faster per image on the CPU; its set-up is the ONNX export once per model (seconds),
+then reading the cached conversion (``inference.cache``), about as quick as the torch path's
+batch-norm folding. Figures: benchmarks/bench_inference.py, docs/benchmarks.md."""
 
 from __future__ import annotations
 
 import copy
 import inspect
 import warnings
+from typing import cast
 
 import torch
 from torch import nn
@@ -25,15 +25,16 @@ def prepare_model(model: nn.Module, channels_last: bool = True, compile: bool = 
     """
     fast = fold_batchnorm(model)
     if channels_last:
-        fast = fast.to(memory_format=torch.channels_last)
-    return torch.compile(fast, options={"freezing": True}) if compile else fast
+        fast = fast.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in torch's stubs
+    return cast(nn.Module, torch.compile(fast, options={"freezing": True})) if compile else fast
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """An eval-mode copy of the model with each BatchNorm2d that follows a Conv2d folded into it."""
     folded = copy.deepcopy(model).eval()
     for conv_name, bn_name in _conv_bn_pairs(folded):
-        conv, bn = folded.get_submodule(conv_name), folded.get_submodule(bn_name)
+        conv = cast(nn.Conv2d, folded.get_submodule(conv_name))
+        bn = cast(nn.BatchNorm2d, folded.get_submodule(bn_name))
         _replace(folded, conv_name, torch.nn.utils.fusion.fuse_conv_bn_eval(conv, bn))
         _replace(folded, bn_name, nn.Identity())
     return folded
@@ -64,7 +65,7 @@ def _conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
             and calls.count(prev.target) == 1
             and calls.count(node.target) == 1
         ):
-            pairs.append((prev.target, node.target))
+            pairs.append((str(prev.target), str(node.target)))
     return pairs
 
 

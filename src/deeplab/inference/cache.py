@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-MAX_ENTRIES = 4  # per kind: an OpenVINO entry of deeplabv3-resnet101 is about 450 MB (IR + compiled blob)
+MAX_ENTRIES = 4  # per kind: an OpenVINO entry of a ResNet-101 model holds hundreds of MB (IR + compiled blob)
 FORMAT = 1  # bump when what an entry holds changes
 
 
@@ -46,7 +46,8 @@ def fingerprint(model: nn.Module, *versions: str) -> str:
         digest.update(f"{name} {type(module).__module__}.{type(module).__qualname__}".encode())
         settings = sorted((k, repr(v)) for k, v in vars(module).items() if k != "training" and _plain(v))
         digest.update(repr(settings).encode())
-    for path in sorted({_source(type(module)) for module in model.modules()} - {None}):
+    sources = {_source(type(module)) for module in model.modules()}
+    for path in sorted(p for p in sources if p is not None):
         digest.update(Path(path).read_bytes())
     for name, tensor in model.state_dict().items():
         digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}".encode())

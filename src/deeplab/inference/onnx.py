@@ -52,7 +52,7 @@ def onnx_bytes(model: nn.Module, opset: int = OPSET) -> bytes:
         torch.onnx.export(
             model.eval(),
             (dummy,),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # a file object is accepted at run time
             input_names=["image"],
             output_names=["logits"],
             dynamic_axes={"image": dynamic, "logits": dynamic},
@@ -103,5 +103,6 @@ def _meta_dict(model: nn.Module) -> dict[str, Any]:
     meta = getattr(model, "meta", None)
     if meta is None:
         return {}
-    raw = dataclasses.asdict(meta) if dataclasses.is_dataclass(meta) else dict(vars(meta))
+    is_instance = dataclasses.is_dataclass(meta) and not isinstance(meta, type)
+    raw = dataclasses.asdict(meta) if is_instance else dict(vars(meta))
     return json.loads(json.dumps(raw, default=list))

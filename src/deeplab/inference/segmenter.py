@@ -37,8 +37,8 @@ from deeplab.inference.tiling import axis_plan, ramp, window_starts
 DEFAULT_TILE = (513, 513)
 FUSIONS = ("mean", "max")  # DeepLab v3's mean of probabilities, v2's max of logits
 # Network-input pixels per forward pass on the CPU: a batch beyond this spills the caches and runs
-# slower per image (shipped model, 2-core CPU: 256x256 inputs took 42 ms each in passes of 16, 25 ms
-# in passes of 4, 38 ms alone), so larger batches are split; GPUs take the batch whole.
+# slower per image (measured with the shipped model on a 2-core CPU: benchmarks/bench_evaluate.py),
+# so larger batches are split; GPUs take the batch whole.
 CPU_FORWARD_PIXELS = 1 << 18
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -57,18 +57,22 @@ class Prediction(NamedTuple):
 
 
 class Segmenter:
-    """Turn HxWx3 uint8 RGB images (numpy or PIL) into label maps with a DeepLab model.
+    """Turn images (paths, PIL images or arrays: ``imageio.as_rgb``) into label maps with a DeepLab model.
 
-    ``scales`` and ``fusion`` ("max" or "mean") set the multi-scale strategy, ``flip`` adds
-    left-right flips, ``tile``/``overlap`` a sliding window (automatic above ``max_pixels``
-    network-input pixels), ``crf`` a DenseCRF on the fused probabilities. ``device`` "cpu", "cuda",
-    "cuda:N" or "mps" (default: the first GPU when there is one); ``precision`` "fp32", "bf16"
-    (autocast; natively on GPUs and CPUs with AVX512-BF16/AMX) or "fp16" (GPUs); ``backend``
-    "torch" (batch norm folded, channels_last, optional ``compile``), "onnxruntime" or "openvino"
-    (CPU), or "auto", the default: OpenVINO (the fastest CPU runtime here) for fp32 on the CPU
-    where installed, else torch. OpenVINO's conversion of a model is cached on disk
-    (``inference.cache``): the first Segmenter of a model exports it (seconds), later ones read it.
-    ``optimize=False`` runs the model exactly as given with torch, in place (moved to the device).
+    Args:
+        model: a DeepLab (``build_model`` / ``load_model``); its ``meta`` gives the normalisation.
+        scales, fusion: the multi-scale strategy: "max" fuses logits (v2 MSC), "mean" averages
+            softmax probabilities (v3); ``Segmenter.from_preset`` takes the papers' settings.
+        flip: also run the left-right flipped image and average (v3).
+        tile, overlap: a sliding window (h, w) in image pixels, automatic above ``max_pixels``
+            network-input pixels, windows blended with linear ramps over the overlap.
+        crf: a ``DenseCRF`` run on the fused probabilities.
+        precision: "fp32", "bf16" (autocast; native on GPUs and CPUs with AVX512-BF16/AMX) or "fp16" (GPUs).
+        backend: "torch" (batch norm folded, channels_last, optional ``compile``), "onnxruntime" or
+            "openvino" (CPU), or "auto": OpenVINO for fp32 on the CPU where installed, else torch.
+            OpenVINO's conversion of a model is cached on disk (``inference.cache``).
+        optimize: False runs the model exactly as given with torch, in place (moved to the device).
+        device: "cpu", "cuda", "cuda:N" or "mps" (default: the first GPU when there is one).
     """
 
     def __init__(
@@ -181,7 +185,8 @@ class Segmenter:
             fused = self._fuse([rgbs[i] for i in members]).float().cpu()
             for k, i in enumerate(members):
                 scores[i] = fused[k]
-        return [s.contiguous() if self.fusion == "mean" else _softmax(s) for s in scores]
+        done = [s for s in scores if s is not None]  # every image went through a tile or a group
+        return [s.contiguous() if self.fusion == "mean" else _softmax(s) for s in done]
 
     def refine(self, images: Sequence[np.ndarray | Image.Image], probs: list[torch.Tensor]) -> list[Prediction]:
         """The CRF (when set) and the argmax of ``probabilities(images)``: the CPU part of predict_batch,
@@ -320,7 +325,7 @@ def _check_scales(scales: Sequence[float]) -> tuple[float, ...]:
 
 def _argmax(probs: torch.Tensor) -> torch.Tensor:
     """probs.argmax(0) of C-contiguous C,H,W probabilities (the first class on ties), as a running
-    maximum: 4x faster than torch's argmax over the outer dimension (13 vs 60 ms at 21x513x513)."""
+    maximum: several times faster than torch's argmax over the outer dimension on C,H,W."""
     best = probs[0].clone()
     labels = torch.zeros(probs.shape[1:], dtype=torch.int64)
     for c in range(1, len(probs)):

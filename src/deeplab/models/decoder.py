@@ -31,7 +31,7 @@ class DeepLabV3PlusHead(nn.Module):
         channels: int = 256,
         low_level_reduced: int = 48,
         separable: bool = False,
-        aspp: nn.Module | None = None,
+        aspp: ASPP | None = None,
     ) -> None:
         super().__init__()
         self.separable = separable

@@ -7,13 +7,19 @@ For the v3 ResNet presets these are exactly torchvision's ``deeplabv3_resnet50/1
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deeplab.models.meta import ModelMeta
+
 
 class DeepLab(nn.Module):
     """``model(x)`` -> logits N,C,H,W at the input size; ``model(x, return_aux=True)`` -> {"out", "aux"}."""
+
+    meta: ModelMeta  # the preset, config, classes, palette and normalisation: set by build_model / load_model
 
     def __init__(
         self,
@@ -27,8 +33,7 @@ class DeepLab(nn.Module):
         self.backbone = backbone
         self.classifier = classifier
         self.aux_classifier = aux_classifier
-        self.output_stride: int = backbone.output_stride
-        self.meta = None  # a deeplab.models.ModelMeta, set by build_model / load_model
+        self.output_stride: int = cast(Any, backbone).output_stride
 
     def forward(self, x: torch.Tensor, return_aux: bool = False) -> torch.Tensor | dict[str, torch.Tensor]:
         size = x.shape[-2:]
@@ -44,8 +49,9 @@ class DeepLab(nn.Module):
         return result
 
 
-def unwrap(model: nn.Module) -> nn.Module:
+def unwrap(model: nn.Module) -> DeepLab:
     """The DeepLab inside DistributedDataParallel (``.module``) and MultiScale (``.model``) wrappers."""
-    while isinstance(getattr(model, "module", None), nn.Module) or isinstance(getattr(model, "model", None), nn.Module):
-        model = getattr(model, "module", None) or model.model
-    return model
+    inner: Any = model
+    while isinstance(getattr(inner, "module", None), nn.Module) or isinstance(getattr(inner, "model", None), nn.Module):
+        inner = getattr(inner, "module", None) or inner.model
+    return cast(DeepLab, inner)

@@ -20,6 +20,8 @@ what it needs, so ``DeepLab.forward`` treats all heads alike.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,7 +31,7 @@ def classifier_conv(in_channels: int, num_classes: int, kernel_size: int = 1, ra
     """The final conv to class logits, initialised N(0, 0.01) as in the DeepLab releases."""
     conv = nn.Conv2d(in_channels, num_classes, kernel_size, padding=rate * (kernel_size // 2), dilation=rate)
     nn.init.normal_(conv.weight, std=0.01)
-    nn.init.zeros_(conv.bias)
+    nn.init.zeros_(cast(torch.Tensor, conv.bias))
     return conv
 
 
@@ -128,7 +130,9 @@ class ASPP(nn.Module):
         if image_pooling:
             branches.append(ASPPPooling(in_channels, out_channels))
         self.convs = nn.ModuleList(branches)
-        self.project = nn.Sequential(*conv_bn_relu(len(branches) * out_channels, out_channels), nn.Dropout(0.5))
+        self.project: nn.Module = nn.Sequential(
+            *conv_bn_relu(len(branches) * out_channels, out_channels), nn.Dropout(0.5)
+        )
         self.out_channels = out_channels
 
     def atrous_branch(self, in_channels: int, out_channels: int, rate: int, separable: bool) -> list[nn.Module]:
@@ -151,7 +155,7 @@ class DeepLabV3Head(nn.Sequential):
         num_classes: int,
         atrous_rates: tuple[int, ...],
         channels: int = 256,
-        aspp: nn.Module | None = None,
+        aspp: ASPP | None = None,
     ) -> None:
         pyramid = aspp if aspp is not None else ASPP(in_channels, atrous_rates, channels)
         super().__init__(
@@ -170,9 +174,9 @@ class CascadeHead(nn.Conv2d):
     def __init__(self, in_channels: int, num_classes: int) -> None:
         super().__init__(in_channels, num_classes, 1)
         nn.init.normal_(self.weight, std=0.01)
-        nn.init.zeros_(self.bias)
+        nn.init.zeros_(cast(torch.Tensor, self.bias))
 
-    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
         return super().forward(features["out"])
 
 

@@ -20,16 +20,26 @@ from deeplab.checkpoint import (
     write_checkpoint,
 )
 from deeplab.formats import read
-from deeplab.models.deeplab import unwrap
+from deeplab.models.deeplab import DeepLab, unwrap
 from deeplab.models.meta import ModelMeta, default_meta
 from deeplab.models.presets import build_model, scale_rates
 
 
-def load_model(path: str | os.PathLike, **overrides: Any) -> nn.Module:
-    """Build the model a checkpoint describes, load its weights, return it in eval mode with meta filled.
+def load_model(path: str | os.PathLike, **overrides: Any) -> DeepLab:
+    """Build the model a checkpoint describes and load its weights.
 
-    ``overrides`` are build_model's; a changed ``num_classes`` re-initialises the classifier layers
-    (with a warning), a changed ``output_stride`` without ``atrous_rates`` scales the rates."""
+    Args:
+        path: a checkpoint of any layout ``deeplab.formats`` recognises (ours ``.pt`` /
+            ``.safetensors``, torchvision, VainF, smp, mmseg, kazuto1011, ``.caffemodel``).
+        **overrides: build_model's options; a changed ``num_classes`` re-initialises the classifier
+            layers (with a warning), a changed ``output_stride`` without ``atrous_rates`` scales the rates.
+
+    Returns:
+        The model in eval mode, ``model.meta`` filled (classes, palette, mean/std from the file where it says).
+
+    Raises:
+        CheckpointError: one line naming the file, for unreadable, unknown or mismatched checkpoints.
+    """
     found = read(path)
     config = _apply_overrides(found.config, overrides)
     build_kwargs = {k: v for k, v in config.items() if k != "num_classes"}
@@ -55,12 +65,18 @@ def _apply_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> dict[
     """Merge ``overrides``; a new output_stride without new rates scales the stored rates."""
     merged = {**config, **overrides}
     old_os, new_os = config.get("output_stride"), overrides.get("output_stride")
-    if new_os in (8, 16, 32) and new_os != old_os and "atrous_rates" not in overrides and config.get("atrous_rates"):
+    if (
+        old_os
+        and new_os in (8, 16, 32)
+        and new_os != old_os
+        and "atrous_rates" not in overrides
+        and config.get("atrous_rates")
+    ):
         merged["atrous_rates"] = scale_rates(config["atrous_rates"], old_os, new_os)
     return merged
 
 
-def load_state(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+def load_state(model: DeepLab, state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
     """Load ``state`` into ``model``: classifier layers whose class count differs, and an aux head the
     file lacks, are left freshly initialised with a warning; any other mismatch is a CheckpointError."""
     own = model.state_dict()

@@ -209,31 +209,33 @@ BACKBONES: dict[str, Part] = {
 }
 
 
-def _aspp(config: dict[str, Any], in_channels: int, channels: int) -> nn.Module:
+def _aspp(config: dict[str, Any], in_channels: int, channels: int) -> ASPP:
     """The paper's ASPP, or the peers' (``variants.PeerASPP``) where a peer option is in the config."""
     args = in_channels, config["atrous_rates"], channels, config.get("image_pooling", True)
     separable = config.get("aspp_separable", False)
-    peer = {key: config[key] for key in ("separable_bn", "pooling_first") if key in config}
+    peer: dict[str, Any] = {key: config[key] for key in ("separable_bn", "pooling_first") if key in config}
     if "aspp_projection" in config:
         peer["projection"] = config["aspp_projection"]
-    return variants.PeerASPP(*args, separable, **peer) if peer else ASPP(*args, separable)
+    if peer:
+        return variants.PeerASPP(*args, separable=separable, **peer)
+    return ASPP(*args, separable=separable)
 
 
-def _largefov(config: dict[str, Any], preset: Preset, backbone: nn.Module) -> nn.Module:
+def _largefov(config: dict[str, Any], preset: Preset, backbone: Any) -> nn.Module:
     return largefov_head(backbone.out_channels, config["num_classes"], config["atrous_rates"], preset.head_channels)
 
 
-def _aspp_v2(config: dict[str, Any], preset: Preset, backbone: nn.Module) -> nn.Module:
+def _aspp_v2(config: dict[str, Any], preset: Preset, backbone: Any) -> nn.Module:
     return aspp_v2_head(backbone.out_channels, config["num_classes"], config["atrous_rates"])
 
 
-def _aspp_v3(config: dict[str, Any], preset: Preset, backbone: nn.Module) -> nn.Module:
+def _aspp_v3(config: dict[str, Any], preset: Preset, backbone: Any) -> nn.Module:
     channels = config.get("head_channels", preset.head_channels)
     aspp = _aspp(config, backbone.out_channels, channels)
     return DeepLabV3Head(backbone.out_channels, config["num_classes"], config["atrous_rates"], channels, aspp=aspp)
 
 
-def _v3plus(config: dict[str, Any], preset: Preset, backbone: nn.Module) -> nn.Module:
+def _v3plus(config: dict[str, Any], preset: Preset, backbone: Any) -> nn.Module:
     channels = config.get("head_channels", preset.head_channels)
     args = (backbone.out_channels, backbone.low_level_channels, config["num_classes"], config["atrous_rates"], channels)
     separable = config.get("separable", preset.separable_decoder)
@@ -245,7 +247,7 @@ def _v3plus(config: dict[str, Any], preset: Preset, backbone: nn.Module) -> nn.M
     return DeepLabV3PlusHead(*args, separable=separable, aspp=aspp)
 
 
-def _cascade(config: dict[str, Any], preset: Preset, backbone: nn.Module) -> nn.Module:
+def _cascade(config: dict[str, Any], preset: Preset, backbone: Any) -> nn.Module:
     return CascadeHead(backbone.out_channels, config["num_classes"])  # a 1x1 conv to classes on block7
 
 
@@ -352,7 +354,7 @@ def build_model(name: str, num_classes: int = 21, **overrides: Any) -> DeepLab:
     pretrained = overrides.pop("pretrained_backbone", None)
     config = resolve_config(name, num_classes, **overrides)
     preset = PRESETS[name]
-    backbone = BACKBONES[preset.backbone].build(config, preset)
+    backbone: Any = BACKBONES[preset.backbone].build(config, preset)
     head = HEADS[preset.head].build(config, preset, backbone)
     aux = FCNHead(backbone.aux_channels, num_classes) if config.get("aux") else None
     model = DeepLab(backbone, head, aux, config.get("align_corners", False))

@@ -18,6 +18,8 @@ stores in its config. State-dict keys stay the paper modules' keys.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -79,7 +81,8 @@ class PadInputResidual(InvertedResidual):
 
     def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int, rate: int = 1, residual: bool = False):
         super().__init__(inp, oup, stride, expand_ratio, rate, residual)
-        self.conv[-3][0].padding = (0, 0)  # the depthwise conv of [expand?, depthwise, project, bn]
+        depthwise = cast(nn.Conv2d, cast(nn.Sequential, self.conv[-3])[0])  # of [expand?, depthwise, project, bn]
+        depthwise.padding = (0, 0)
         self.input_padding = (rate,) * 4
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,7 +93,8 @@ class PadInputResidual(InvertedResidual):
 def vainf_mobilenetv2(output_stride: int, width_mult: float) -> MobileNetV2:
     """VainF/DeepLabV3Plus-Pytorch's MobileNetV2: inputs padded per block, the stem conv unpadded."""
     net = MobileNetV2(output_stride, width_mult, block=PadInputResidual)
-    net.features[0][0].padding = (0, 0)
+    stem = cast(nn.Conv2d, cast(nn.Sequential, net.features[0])[0])
+    stem.padding = (0, 0)
     return net
 
 
@@ -133,8 +137,8 @@ class PeerASPP(ASPP):
         self.separable_bn = separable_bn  # read by atrous_branch during ASPP's construction
         super().__init__(in_channels, atrous_rates, out_channels, image_pooling, separable)
         self.pooling_first = pooling_first and image_pooling
-        if not projection:
-            self.project = None
+        if not projection:  # no parameters, so the state-dict keys are the same
+            self.project = nn.Identity()
             self.out_channels = len(self.convs) * out_channels
 
     def atrous_branch(self, in_channels: int, out_channels: int, rate: int, separable: bool) -> list[nn.Module]:
@@ -146,8 +150,7 @@ class PeerASPP(ASPP):
         outs = [branch(x) for branch in self.convs]
         if self.pooling_first:
             outs.insert(0, outs.pop())
-        x = torch.cat(outs, dim=1)
-        return x if self.project is None else self.project(x)
+        return self.project(torch.cat(outs, dim=1))
 
 
 class PeerV3PlusHead(DeepLabV3PlusHead):
@@ -167,7 +170,7 @@ class PeerV3PlusHead(DeepLabV3PlusHead):
         atrous_rates: tuple[int, ...],
         channels: int = 256,
         separable: bool = False,
-        aspp: nn.Module | None = None,
+        aspp: ASPP | None = None,
         fuse_convs: int = 2,
         low_level_first: bool = False,
         aspp_conv: bool = False,

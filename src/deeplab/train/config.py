@@ -229,7 +229,7 @@ def _apply_override(raw: dict, item: str) -> None:
 
 def _dataclass_type(cls: type, name: str) -> type | None:
     hint = typing.get_type_hints(cls)[name]
-    return hint if dataclasses.is_dataclass(hint) else None
+    return hint if isinstance(hint, type) and dataclasses.is_dataclass(hint) else None
 
 
 def _unknown_key(source: str, key: str) -> ConfigError:

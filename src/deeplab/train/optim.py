@@ -23,9 +23,9 @@ class PolyLR(torch.optim.lr_scheduler.LRScheduler):
         self.power = power
         super().__init__(optimizer)
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | torch.Tensor]:
         """Learning rates at iteration `self.last_epoch`."""
-        return [poly_lr(b, self.last_epoch, self.iterations, self.power) for b in self.base_lrs]
+        return [poly_lr(float(b), self.last_epoch, self.iterations, self.power) for b in self.base_lrs]
 
 
 def set_bn_mode(model: nn.Module, mode: str) -> None:

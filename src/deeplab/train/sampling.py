@@ -57,7 +57,7 @@ class SampleStream(Dataset):
     """Samples by stream position: item p is dataset[perm_epoch[p % n]], its ``transform`` drawing
     from a generator seeded by (seed, p); a sample that fails to load becomes a SampleFailure."""
 
-    def __init__(self, dataset: Dataset, seed: int, transform: Callable | None = None) -> None:
+    def __init__(self, dataset: Any, seed: int, transform: Callable | None = None) -> None:
         if len(dataset) == 0:
             raise ValueError("the training set is empty")
         self.dataset = dataset

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from deeplab.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init
 from deeplab.evaluation import accumulate
 from deeplab.inference import Segmenter
 from deeplab.metrics import scores
-from deeplab.models import MultiScale, build_model, load_weights, save_model
+from deeplab.models import DeepLab, MultiScale, build_model, load_weights, save_model
 from deeplab.train.config import Config, config_to_dict
 from deeplab.train.log import RunLog
 from deeplab.train.loss import segmentation_loss
@@ -55,15 +55,21 @@ class Trainer:
     """Trains a DeepLab: ``Trainer.from_config(config)`` builds the parts a config names,
     ``Trainer(config, model, train_set, val_set)`` takes them; ``fit()`` runs to train.iterations.
 
-    The data sets return (image, mask) as numpy arrays without a transform: the trainer adds its
-    own. ``on_checkpoint(log_csv_path)`` is called after each checkpoint (the CLI draws the curves).
-    ``lr`` overrides train.lr (the timing tool uses 0: the same work, unchanged weights).
+    Args:
+        config: the recipe (``train.config.Config``: model, data, train sections).
+        model: the DeepLab to train (``build_model``), moved to the process's device.
+        train_set, val_set: data sets of (image, mask) numpy pairs without a transform (the trainer
+            adds its own); val_set None skips validation.
+        dist: the torchrun process group (``distributed.init_distributed``); one process when None.
+        progress: draw a progress bar.
+        on_checkpoint: called with the log.csv path after each checkpoint (the CLI draws the curves).
+        lr: overrides train.lr (the timing tool uses 0: the same work, unchanged weights).
     """
 
     def __init__(
         self,
         config: Config,
-        model: nn.Module,
+        model: DeepLab,
         train_set: Any,
         val_set: Any = None,
         *,
@@ -101,7 +107,7 @@ class Trainer:
         *,
         train_set: Any = None,
         val_set: Any = None,
-        model: nn.Module | None = None,
+        model: DeepLab | None = None,
         dist: DistInfo | None = None,
         progress: bool = True,
         on_checkpoint: Callable[[Path], Any] | None = None,
@@ -145,7 +151,11 @@ class Trainer:
         d, t = self.cfg.data, self.cfg.train
         meta = self.model.meta
         transform = TrainTransform(
-            crop_size=d.crop_size, scale_range=tuple(d.scale_range), mean=meta.mean, std=meta.std, flip=d.flip
+            crop_size=d.crop_size,
+            scale_range=(d.scale_range[0], d.scale_range[1]),
+            mean=meta.mean,
+            std=meta.std,
+            flip=d.flip,
         )
         sampler = IterationBatches(
             t.batch_size, t.iterations, self.iteration, t.accumulate, self.dist.rank, self.dist.world_size
@@ -208,7 +218,7 @@ class Trainer:
         total = torch.zeros((), device=self.dist.device)
         for i, (x, y) in enumerate(micro_batches):
             last = i == len(micro_batches) - 1
-            sync = contextlib.nullcontext() if last or not self.dist.enabled else self.net.no_sync()
+            sync = contextlib.nullcontext() if last or not self.dist.enabled else cast(Any, self.net).no_sync()
             with sync:
                 with self._autocast():  # the output is a dict: {"out", "aux"?} or MSC's {"out", "per_scale"}
                     out = self.net(x.to(self.dist.device, non_blocking=True), **self._forward_kwargs)
@@ -359,7 +369,7 @@ def run_training(
         cleanup()
 
 
-def build_model_for(config: Config, num_classes: int) -> nn.Module:
+def build_model_for(config: Config, num_classes: int) -> DeepLab:
     """The model a config's ``model`` section describes, with ``num_classes`` outputs."""
     m = config.model
     kwargs = {k: getattr(m, k) for k in ("output_stride", "multi_grid", "atrous_rates") if getattr(m, k) is not None}
