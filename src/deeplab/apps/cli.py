@@ -33,7 +33,14 @@ from deeplab.devices import keep_freed_memory
 from deeplab.distributed import cleanup, init_distributed, launched_by_torchrun
 from deeplab.imageio import list_images
 from deeplab.inference.onnx import OPSET_RANGE
-from deeplab.models import describe_checkpoint, load_model, save_model
+from deeplab.models import (
+    DEFAULT_WEIGHTS,
+    NAMED_WEIGHTS,
+    describe_checkpoint,
+    load_model,
+    named_weights_table,
+    save_model,
+)
 from deeplab.models.presets import presets_table
 from deeplab.train import NonFiniteLossError, run_training
 from deeplab.train.config import load_config
@@ -63,7 +70,10 @@ class _EchoHandler(logging.Handler):
 
 
 @main.command()
-@weights_option()
+@weights_option(
+    required=False,
+    help=f"Checkpoint file (any layout: see deeplab info) or shipped weights' name (default: {DEFAULT_WEIGHTS}).",
+)
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", "outdir", required=True, type=OUT_DIR, callback=writable_path, help="Output folder.")
 @segmenter_options
@@ -73,6 +83,9 @@ class _EchoHandler(logging.Handler):
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="Image-decoding workers.")
 def predict(weights, inputs, outdir, segmenter, save_probs, alpha, batch_size, workers) -> None:
     """Segment images (files, folders, globs): label PNGs, overlays with legends, probabilities."""
+    if weights is None:
+        weights = DEFAULT_WEIGHTS
+        click.echo(f"deeplab: no --weights: the shipped {weights} ({NAMED_WEIGHTS[weights].description})", err=True)
     paths = []
     for item in inputs:
         found = _outside(_listed(item), Path(outdir))  # never our own outputs of an earlier run
@@ -269,13 +282,15 @@ def evaluate_cmd(
 @main.command("models")
 @click.option("--size", default=513, show_default=True, help="Input side for the GFLOPs column.")
 def models_command(size: int) -> None:
-    """List the model presets with parameters and GFLOPs (counted analytically)."""
+    """List the model presets (parameters, GFLOPs counted analytically) and the shipped weights."""
 
     click.echo(presets_table(size))
+    click.echo("\nshipped weights (--weights NAME, deeplab.load_model(NAME)):")
+    click.echo(named_weights_table())
 
 
 @main.command("info")
-@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("checkpoint")
 def info_command(checkpoint: str) -> None:
     """Show what a checkpoint holds: arch, config, classes, normalisation, extra keys."""
 

@@ -26,9 +26,10 @@ from deeplab.crf.simulate import network_probs
 from deeplab.data.shapes import ShapesDataset
 from deeplab.evaluation import evaluate
 from deeplab.models import load_model
+from deeplab.models.named import weights_path
 from deeplab.palette import VOC_CLASSES, voc_palette
 
-SHIPPED_MODEL = "shapes-mobilenetv2.pt"
+SHIPPED_MODEL = "shapes-mobilenetv2"  # a name of models.NAMED_WEIGHTS
 TRAINING_LOG = "shapes-mobilenetv2-log.csv"  # log.csv of the run that trained the shipped model
 CLAIMS = "claims.json"  # written by benchmarks/paper_claims.py for the shipped model
 TRIMAP_SHOWN = (2, 5, 10, 20)
@@ -43,7 +44,7 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 def shipped_weights() -> Path:
     """The checkpoint trained on `shapes` by configs/shapes.yaml then configs/shapes-finetune.yaml,
     shipped inside the package."""
-    return Path(str(resources.files("deeplab") / "assets" / SHIPPED_MODEL))
+    return weights_path(SHIPPED_MODEL)
 
 
 def run_demo(

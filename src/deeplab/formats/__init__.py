@@ -6,7 +6,8 @@ the layout's name, our preset and build config that reproduce the peer's network
 renamed to our keys, and meta fields (classes, palette, mean, std) where known. Each peer's
 layout lives in its own module with ``SIGNATURE`` keys, ``matches(obj)`` and ``recognise(obj, path)``.
 A file that matches none gets one line naming the closest layout and the keys it lacks. ``read(path)``
-also reads the authors' Caffe releases (``.caffemodel``, see ``caffe.py``).
+also reads the authors' Caffe releases (``.caffemodel``, see ``caffe.py``) and TensorFlow's DeepLab
+model zoo as TensorFlow Lite files (``.tflite``, see ``tflite.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from deeplab.checkpoint import FORMAT, CheckpointError, read_checkpoint
-from deeplab.formats import caffe, kazuto, mmseg, smp, torchvision, vainf
+from deeplab.formats import caffe, kazuto, mmseg, smp, tflite, torchvision, vainf
 from deeplab.formats.common import Recognised
 
 __all__ = ["Recognised", "read", "recognise", "LAYOUTS"]
@@ -32,11 +33,14 @@ LAYOUTS: dict[str, ModuleType] = {  # tried in this order
 
 
 def read(path: str | os.PathLike) -> Recognised:
-    """Read a checkpoint file (any layout above, .safetensors, or a Caffe .caffemodel) and recognise it."""
-    if Path(path).suffix == ".caffemodel":
-        if not Path(path).is_file():
-            raise CheckpointError(f"{path}: no such checkpoint file")
+    """Read a checkpoint file (any layout above, .safetensors, a Caffe .caffemodel or a .tflite) and recognise it."""
+    suffix = Path(path).suffix
+    if suffix in (".caffemodel", ".tflite") and not Path(path).is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if suffix == ".caffemodel":
         return caffe.recognise(caffe.read_caffemodel(path), path)
+    if suffix == ".tflite":
+        return tflite.recognise(path)
     return recognise(read_checkpoint(path), path)
 
 

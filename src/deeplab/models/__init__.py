@@ -6,7 +6,8 @@
   ``multiscale`` (v2's MSC wrapper).
 - ``presets``: the papers' configurations, the table of backbones and heads (one entry each) and
   ``build_model``; ``variants``: the peers' versions of the paper modules; ``meta``: ``ModelMeta``;
-  ``pretrained``: ImageNet backbone weights; ``loading``: ``load_model`` / ``save_model``.
+  ``pretrained``: ImageNet backbone weights; ``loading``: ``load_model`` / ``save_model``;
+  ``named``: the weights shipped in ``deeplab/assets``, by name.
 Imports flow down to ``deeplab.formats`` (checkpoint layouts) and ``deeplab.checkpoint``, never up.
 """
 
@@ -18,6 +19,7 @@ from deeplab.models.loading import describe_checkpoint, load_model, load_state, 
 from deeplab.models.meta import ModelMeta, default_meta
 from deeplab.models.mobilenet import MobileNetV2
 from deeplab.models.multiscale import MultiScale
+from deeplab.models.named import DEFAULT_WEIGHTS, NAMED_WEIGHTS, named_weights_table
 from deeplab.models.presets import PRESETS, build_model, complexity, presets_table, resolve_config
 from deeplab.models.pretrained import load_backbone_weights
 from deeplab.models.resnet import ResNet
@@ -25,6 +27,8 @@ from deeplab.models.vgg import VGG16
 
 __all__ = [
     "ASPP",
+    "DEFAULT_WEIGHTS",
+    "NAMED_WEIGHTS",
     "PRESETS",
     "VGG16",
     "DeepLab",
@@ -47,6 +51,7 @@ __all__ = [
     "load_model",
     "load_state",
     "load_weights",
+    "named_weights_table",
     "presets_table",
     "resolve_config",
     "save_model",

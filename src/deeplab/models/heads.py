@@ -10,6 +10,7 @@ State-dict keys, relative to ``model.classifier``:
   ``1``/``2`` (3x3 conv + BN), ``4`` (1x1 to classes). The 3x3 conv after the projection is
   torchvision's addition to the paper's head (v3 Sec. 3.3 goes from the projection straight to the
   classes); it is kept for weight compatibility.
+- ``ASPPHead`` (v3 as written, TensorFlow's models): ``0.*`` as ``DeepLabV3Head``'s, ``1`` (1x1 to classes).
 - ``CascadeHead`` (v3 cascade, no ASPP): ``weight``/``bias`` of one 1x1 conv to classes.
 - ``FCNHead`` (auxiliary head on layer3, torchvision's ``aux_classifier``): ``0``/``1`` (3x3 + BN),
   ``4`` (1x1 to classes).
@@ -163,6 +164,26 @@ class DeepLabV3Head(nn.Sequential):
             *conv_bn_relu(pyramid.out_channels, channels, 3),
             classifier_conv(channels, num_classes),
         )
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return super().forward(features["out"])
+
+
+class ASPPHead(nn.Sequential):
+    """v3 Sec. 3.3 as written: ASPP (concatenation, 1x1 projection + BN), then the 1x1 conv to class
+    logits; TensorFlow's DeepLab models. Keys: ``0.*`` (as ``ASPP``), ``1`` (logits). ``aspp``
+    replaces the paper's pyramid (``ASPP(in_channels, atrous_rates, channels)``) by another one."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        atrous_rates: tuple[int, ...],
+        channels: int = 256,
+        aspp: ASPP | None = None,
+    ) -> None:
+        pyramid = aspp if aspp is not None else ASPP(in_channels, atrous_rates, channels)
+        super().__init__(pyramid, classifier_conv(pyramid.out_channels, num_classes))
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         return super().forward(features["out"])

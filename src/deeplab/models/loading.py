@@ -22,6 +22,7 @@ from deeplab.checkpoint import (
 from deeplab.formats import read
 from deeplab.models.deeplab import DeepLab, unwrap
 from deeplab.models.meta import ModelMeta, default_meta
+from deeplab.models.named import NAMED_WEIGHTS, weights_path
 from deeplab.models.presets import build_model, scale_rates
 
 
@@ -40,6 +41,7 @@ def load_model(path: str | os.PathLike, **overrides: Any) -> DeepLab:
     Raises:
         CheckpointError: one line naming the file, for unreadable, unknown or mismatched checkpoints.
     """
+    path = _existing(path)
     found = read(path)
     config = _apply_overrides(found.config, overrides)
     build_kwargs = {k: v for k, v in config.items() if k != "num_classes"}
@@ -54,11 +56,19 @@ def load_model(path: str | os.PathLike, **overrides: Any) -> DeepLab:
     return model.eval()
 
 
+def _existing(path: str | os.PathLike) -> Path:
+    """The checkpoint file a path or shipped name means; one line listing the names where it is neither."""
+    found = weights_path(path)
+    if not found.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file, nor shipped weights ({', '.join(NAMED_WEIGHTS)})")
+    return found
+
+
 def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
     """Start ``model`` from the weights of any checkpoint ``load_model`` reads (ours, a peer's, a
     Caffe release): strict on every key, except classifier layers whose class count differs, which
     stay freshly initialised (with a warning), as ``load_state`` does."""
-    load_state(unwrap(model), read(path).state_dict, path)
+    load_state(unwrap(model), read(_existing(path)).state_dict, path)
 
 
 def _apply_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -129,7 +139,9 @@ def save_model(path: str | os.PathLike, model: nn.Module, **extra: Any) -> Path:
 
 
 def describe_checkpoint(path: str | os.PathLike) -> str:
-    """A human-readable summary of what a checkpoint file holds."""
+    """A human-readable summary of what a checkpoint file (or shipped weights' name) holds."""
+    named = NAMED_WEIGHTS.get(str(path)) if not Path(path).exists() else None
+    path = _existing(path)
     found = read(path)
     state = found.state_dict
     params = sum(v.numel() for k, v in state.items() if v.is_floating_point() and "running_" not in k)
@@ -150,4 +162,7 @@ def describe_checkpoint(path: str | os.PathLike) -> str:
         extra = [k for k in read_checkpoint(path) if k not in known]
     if extra:
         lines.append(f"extra:    {', '.join(extra)}")
+    if named is not None:
+        lines += [f"shipped:  {named.description}", f"source:   {named.source}", f"licence:  {named.licence}"]
+        lines.append(f"figure:   {named.published}")
     return "\n".join(lines)

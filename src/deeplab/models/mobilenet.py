@@ -22,9 +22,10 @@ SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 
 LOW_LEVEL_INDEX = 3  # output of features.3: stride 4, 24 channels at width 1
 
 
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """Round channels to a multiple of 8, never below 90% of value (torchvision's rule)."""
-    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
+def make_divisible(value: float, divisor: int = 8, min_value: int = 8) -> int:
+    """Round channels to a multiple of ``divisor``, at least ``min_value``, never below 90% of value
+    (the rule of the MobileNetV2 reference code and torchvision)."""
+    new = max(min_value, int(value + divisor / 2) // divisor * divisor)
     return new + divisor if new < 0.9 * value else new
 
 
@@ -67,23 +68,28 @@ class InvertedResidual(nn.Module):
 
 class MobileNetV2(nn.Module):
     """Atrous MobileNetV2 features; ``forward`` returns {"low_level": stride-4 features, "out": last}.
-    ``block`` builds the inverted residuals (torchvision's argument of the same name)."""
+    ``block`` builds the inverted residuals (torchvision's argument of the same name);
+    ``divisible_by`` rounds the channels of each layer (8; TensorFlow's DeepLab uses 1 below width 1)."""
 
     pretrained_ignore = ("classifier.", "features.18.")
 
     def __init__(
-        self, output_stride: int = 16, width_mult: float = 1.0, block: type[InvertedResidual] = InvertedResidual
+        self,
+        output_stride: int = 16,
+        width_mult: float = 1.0,
+        block: type[InvertedResidual] = InvertedResidual,
+        divisible_by: int = 8,
     ) -> None:
         super().__init__()
         plan = AtrousPlan(output_stride, current_stride=2)  # after the stride-2 stem
         if not width_mult > 0:
             raise ValueError(f"width_mult must be > 0, got {width_mult!r}")
         self.output_stride = output_stride
-        in_channels = make_divisible(32 * width_mult)
+        in_channels = make_divisible(32 * width_mult, divisible_by)
         layers: list[nn.Module] = [conv_bn_relu6(3, in_channels, 3, 2)]
         self.rates: list[int] = [1]
         for t, c, n, s in SETTINGS:
-            out_channels = make_divisible(c * width_mult)
+            out_channels = make_divisible(c * width_mult, divisible_by)
             for i in range(n):
                 layer_rate = plan.rate  # a layer that turns atrous keeps the current rate itself
                 stride, _ = plan.step(s if i == 0 else 1)
@@ -94,7 +100,7 @@ class MobileNetV2(nn.Module):
                 in_channels = out_channels
         self.features = nn.Sequential(*layers)
         self.out_channels = in_channels
-        self.low_level_channels = make_divisible(24 * width_mult)
+        self.low_level_channels = make_divisible(24 * width_mult, divisible_by)
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -23,7 +23,7 @@ from deeplab.models import variants
 from deeplab.models._utils import check_output_stride
 from deeplab.models.decoder import DeepLabV3PlusHead
 from deeplab.models.deeplab import DeepLab
-from deeplab.models.heads import ASPP, CascadeHead, DeepLabV3Head, FCNHead, aspp_v2_head, largefov_head
+from deeplab.models.heads import ASPP, ASPPHead, CascadeHead, DeepLabV3Head, FCNHead, aspp_v2_head, largefov_head
 from deeplab.models.meta import default_meta
 from deeplab.models.mobilenet import MobileNetV2
 from deeplab.models.pretrained import load_backbone_weights
@@ -36,7 +36,7 @@ class Preset:
     """One paper configuration: backbone, head, default output stride, rates and the paper's figures."""
 
     backbone: str  # a key of BACKBONES
-    head: str  # a key of HEADS: "largefov" (summed fc6-fc8 branches), "aspp_v2", "aspp_v3", "v3plus", "cascade"
+    head: str  # a key of HEADS
     output_stride: int
     atrous_rates: tuple[int, ...]
     reference: str
@@ -127,6 +127,15 @@ PRESETS: dict[str, Preset] = {
         "v3 head on MobileNetV2 (v3+ Sec. 4 mobile backbone); ASPP width reduced to 128 for CPU speed",
         head_channels=128,
     ),
+    "deeplabv3-mobilenetv2-tf": Preset(
+        "mobilenetv2",
+        "aspp",
+        16,
+        (),
+        "TensorFlow's DeepLab v3 MobileNetV2 (model zoo): ASPP of a 1x1 branch and image pooling, "
+        "1x1 projection, 1x1 logits (v3 Sec. 3.3 as written)",
+        head_channels=256,
+    ),
     "deeplabv3plus-mobilenetv2": Preset(
         "mobilenetv2",
         "v3plus",
@@ -183,7 +192,7 @@ def _resnet(depth: int) -> Callable[..., nn.Module]:
 def _mobilenetv2(config: dict[str, Any], preset: Preset) -> nn.Module:
     if config.get("pad_block_input"):
         return variants.vainf_mobilenetv2(config["output_stride"], config["width_mult"])
-    return MobileNetV2(config["output_stride"], config["width_mult"])
+    return MobileNetV2(config["output_stride"], config["width_mult"], divisible_by=config.get("divisible_by", 8))
 
 
 def _vgg16(config: dict[str, Any], preset: Preset) -> nn.Module:
@@ -204,14 +213,17 @@ RESNET_OPTIONS = {
 BACKBONES: dict[str, Part] = {
     "resnet50": Part(_resnet(50), RESNET_OPTIONS),
     "resnet101": Part(_resnet(101), RESNET_OPTIONS),
-    "mobilenetv2": Part(_mobilenetv2, {"width_mult": Option(float, lambda p: 1.0), "pad_block_input": Option(bool)}),
+    "mobilenetv2": Part(
+        _mobilenetv2,
+        {"width_mult": Option(float, lambda p: 1.0), "divisible_by": Option(int), "pad_block_input": Option(bool)},
+    ),
     "vgg16": Part(_vgg16, {"pool_ceil_mode": Option(bool)}),
 }
 
 
 def _aspp(config: dict[str, Any], in_channels: int, channels: int) -> ASPP:
     """The paper's ASPP, or the peers' (``variants.PeerASPP``) where a peer option is in the config."""
-    args = in_channels, config["atrous_rates"], channels, config.get("image_pooling", True)
+    args = in_channels, config.get("atrous_rates", ()), channels, config.get("image_pooling", True)
     separable = config.get("aspp_separable", False)
     peer: dict[str, Any] = {key: config[key] for key in ("separable_bn", "pooling_first") if key in config}
     if "aspp_projection" in config:
@@ -227,6 +239,12 @@ def _largefov(config: dict[str, Any], preset: Preset, backbone: Any) -> nn.Modul
 
 def _aspp_v2(config: dict[str, Any], preset: Preset, backbone: Any) -> nn.Module:
     return aspp_v2_head(backbone.out_channels, config["num_classes"], config["atrous_rates"])
+
+
+def _aspp_logits(config: dict[str, Any], preset: Preset, backbone: Any) -> nn.Module:
+    channels = config.get("head_channels", preset.head_channels)
+    aspp = _aspp(config, backbone.out_channels, channels)
+    return ASPPHead(backbone.out_channels, config["num_classes"], config.get("atrous_rates", ()), channels, aspp=aspp)
 
 
 def _aspp_v3(config: dict[str, Any], preset: Preset, backbone: Any) -> nn.Module:
@@ -270,7 +288,8 @@ DECODER_OPTIONS = {  # the decoder's, beyond ASPP's: the paper's separable convs
 HEADS: dict[str, Part] = {
     "largefov": Part(_largefov, {}),
     "aspp_v2": Part(_aspp_v2, {}),
-    "aspp_v3": Part(_aspp_v3, ASPP_OPTIONS),
+    "aspp": Part(_aspp_logits, ASPP_OPTIONS),  # v3 Sec. 3.3 as written (TensorFlow's models)
+    "aspp_v3": Part(_aspp_v3, ASPP_OPTIONS),  # with torchvision's 3x3 conv before the logits
     "v3plus": Part(_v3plus, ASPP_OPTIONS | DECODER_OPTIONS),
     "cascade": Part(_cascade, {"extra_blocks": Option(int, lambda p: p.extra_blocks)}),
 }
