@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
+
 VOC_CLASSES: list[str] = [
     "background",
     "aeroplane",
@@ -47,3 +51,20 @@ def default_classes(num_classes: int) -> list[str]:
     if num_classes == len(VOC_CLASSES):
         return list(VOC_CLASSES)
     return [f"class_{i}" for i in range(num_classes)]
+
+
+VOC_VOID = (224, 224, 192)  # the colour of VOC's "void" border pixels in palette-coloured masks (label 255)
+
+
+def labels_from_colours(
+    rgb: np.ndarray, palette: Sequence[Sequence[int]], void: Sequence[int] | None = VOC_VOID
+) -> np.ndarray:
+    """HxW uint8 labels of an HxWx3 mask stored as palette colours: class k where the pixel has
+    palette[k]'s colour, 255 for ``void`` and for colours not in the palette."""
+    keys = rgb[..., 0].astype(np.int64) << 16 | rgb[..., 1].astype(np.int64) << 8 | rgb[..., 2]
+    labels = np.full(keys.shape, 255, np.uint8)
+    for index, (r, g, b) in enumerate(palette):
+        if void is not None and (r, g, b) == tuple(void):
+            continue
+        labels[keys == (r << 16 | g << 8 | b)] = index
+    return labels

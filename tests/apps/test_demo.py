@@ -20,7 +20,10 @@ def tiny_checkpoint(tmp_path_factory):
     return path
 
 
-def test_demo_writes_a_report_whose_pictures_exist(tmp_path, tiny_checkpoint):
+def test_demo_writes_a_report_whose_pictures_exist(tmp_path, tiny_checkpoint, monkeypatch):
+    from deeplab.apps import demo
+
+    monkeypatch.setattr(demo, "REAL_STRATEGIES", {"single scale": {}, "CRF": {"crf": True}})  # fewer passes
     lines = []
     results = run_demo(tmp_path, num_images=2, weights=tiny_checkpoint, panels=1, echo=lines.append)
     assert [r["label"] for r in results] == ["single scale", "multi-scale + flip", "multi-scale + flip + CRF"]
@@ -30,6 +33,12 @@ def test_demo_writes_a_report_whose_pictures_exist(tmp_path, tiny_checkpoint):
     assert len(images) >= 5 + 4  # one example row (image, truth, 3 strategies) and the plots
     assert all((tmp_path / src).is_file() for src in images)
     assert any(line.startswith("strategy") for line in lines)
+    # the real photos come first: the shipped real weights on the shipped photos, scored against their truth
+    real = next(k for k, line in enumerate(lines) if line.startswith("5 real photos with ground truth"))
+    assert lines[real + 1].startswith("strategy") and real < lines.index(format_table(results))
+    bird = re.search(r"bird IoU.*?(0\.\d+)", "\n".join(lines))
+    assert bird is not None and float(bird.group(1)) >= 0.90
+    assert (tmp_path / "hero.png").is_file() and page.index("Real photos") < page.index("Built-in scenes")
 
 
 def test_format_table_has_one_row_per_strategy():

@@ -137,3 +137,24 @@ def test_predict_announces_the_one_off_conversion_once_and_runs_with_loader_work
     assert "converting" not in output2 and "3 of 3 images segmented" in output2
     for k in range(3):
         assert (tmp_path / "o0" / f"{k}.png").read_bytes() == (tmp_path / "o1" / f"{k}.png").read_bytes()
+
+
+REAL_WEIGHTS = """
+import json, numpy as np
+from deeplab import Segmenter, load_model
+from real import voc_sample
+rgb, truth = voc_sample("114")
+model = load_model("voc-mobilenetv2")
+torch_path = Segmenter(model, backend="torch")(rgb).labels
+openvino = Segmenter(model)
+labels = openvino(rgb).labels
+print(json.dumps({"backend": openvino.backend, "equal": float((labels == torch_path).mean())}))
+"""
+
+
+def test_the_shipped_real_weights_run_on_openvino(tmp_path):
+    from real import real_dir
+
+    real_dir()  # skips where ../shared/real is absent
+    result = run_child(REAL_WEIGHTS, DEEPLAB_CACHE_DIR=str(tmp_path))
+    assert result["backend"] == "openvino" and result["equal"] >= 0.999
