@@ -64,6 +64,7 @@ class PhotoSet:
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         photo = self.photos[index]
+        assert photo.truth is not None  # only labelled photos are kept
         return photo.rgb, photo.truth
 
 
