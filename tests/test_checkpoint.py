@@ -150,3 +150,36 @@ def test_bad_safetensors_is_a_one_line_error(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
     with pytest.raises(CheckpointError, match=r"junk\.safetensors: not a readable safetensors file"):
         load_model(tmp_path / "junk.safetensors")
+
+
+def test_weights_that_are_not_finite_or_not_floating_point_are_refused(tmp_path):
+    """Loading never hands back a model that would write NaN labels, nor integers read as weights."""
+    import safetensors.torch
+
+    from deeplab.checkpoint import CheckpointError
+    from deeplab.models import build_model, load_model, save_model
+
+    model = build_model("deeplabv3-mobilenetv2", num_classes=3, width_mult=0.25)
+    save_model(tmp_path / "good.safetensors", model)
+    state = safetensors.torch.load_file(tmp_path / "good.safetensors")
+    metadata = safetensors.safe_open(tmp_path / "good.safetensors", "pt").metadata()
+    nan = dict(state)
+    nan["classifier.4.weight"] = torch.full_like(nan["classifier.4.weight"], float("inf"))
+    safetensors.torch.save_file(nan, tmp_path / "inf.safetensors", metadata=metadata)
+    with pytest.raises(
+        CheckpointError, match=r"inf.safetensors: weights hold NaN or infinity, first in classifier.4.weight"
+    ):
+        load_model(tmp_path / "inf.safetensors")
+    mistyped = dict(state)
+    mistyped["classifier.4.weight"] = state["classifier.4.weight"].view(torch.int32)  # the same bytes, as I32
+    safetensors.torch.save_file(mistyped, tmp_path / "i32.safetensors", metadata=metadata)
+    with pytest.raises(CheckpointError, match=r"i32.safetensors: tensor classifier.4.weight is stored as torch.int32"):
+        load_model(tmp_path / "i32.safetensors")
+    save_model(tmp_path / "good.pt", model)
+    raw = torch.load(tmp_path / "good.pt", weights_only=True)
+    raw["state_dict"]["backbone.features.0.0.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(raw, tmp_path / "nan.pt")
+    with pytest.raises(
+        CheckpointError, match=r"nan.pt: weights hold NaN or infinity, first in backbone.features.0.0.weight"
+    ):
+        load_model(tmp_path / "nan.pt")

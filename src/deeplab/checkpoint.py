@@ -34,6 +34,16 @@ class CheckpointError(ValueError):
     """A file that cannot be read or written as a checkpoint; the message names the file."""
 
 
+READABLE = "deeplab reads .pt/.pth (ours and the peers' layouts), .safetensors, .caffemodel and .tflite"
+NOT_CHECKPOINTS = {  # files people pass as --weights by mistake
+    ".onnx": "ONNX model (deeplab exports these, it does not read them)",
+    **dict.fromkeys((".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"), "image"),
+    ".npy": "numpy array",
+    ".yaml": "config file",
+    ".yml": "config file",
+}
+
+
 def read_checkpoint(path: str | os.PathLike) -> Any:
     """``torch.load(path, weights_only=True)`` on CPU (or a .safetensors file), one-line errors naming the file."""
     path = Path(path)
@@ -41,6 +51,8 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         raise CheckpointError(f"{path}: no such checkpoint file")
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
+    if path.suffix.lower() in NOT_CHECKPOINTS:
+        raise CheckpointError(f"{path}: a {NOT_CHECKPOINTS[path.suffix.lower()]}, not a checkpoint; {READABLE}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -49,10 +61,10 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
                 f"{path}: refusing to load, the file holds Python objects beyond "
                 f"tensors and plain containers (read with weights_only=True)"
             ) from None
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_first_line(exc)})") from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint ({_first_line(exc)}); {READABLE}") from None
     except Exception as exc:
         raise CheckpointError(
-            f"{path}: cannot read checkpoint, truncated or not a PyTorch file ({_first_line(exc)})"
+            f"{path}: cannot read checkpoint, truncated or not a PyTorch file ({_first_line(exc)}); {READABLE}"
         ) from None
 
 

@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import Subset
 from tqdm import tqdm
 
+from deeplab.data import DatasetError
 from deeplab.data.loading import batches
 from deeplab.distributed import DistInfo, all_reduce_sum
 from deeplab.inference import Segmenter
@@ -63,14 +64,29 @@ def accumulate(
         results = seg.predict_batches(images())
     else:
         results = ([seg(image) for image in batch] for batch in images())
-    for predictions in results:
-        for mask, prediction in zip(masks.popleft(), predictions):
-            cm.update(prediction.labels, mask)
-            if trimap is not None:
-                trimap.update(prediction.labels, mask)
-        bar.update(len(predictions))
-    bar.close()
+    done = 0
+    try:
+        for predictions in results:
+            _count(predictions, masks.popleft(), cm, trimap)
+            done += len(predictions)
+            bar.update(len(predictions))
+    except DatasetError:
+        raise  # a file that cannot be read names itself
+    except ValueError as err:  # the network's failure: name the image (its name where the data set has one)
+        names = getattr(dataset, "names", None)
+        image = indices[min(done, len(indices) - 1)]
+        raise ValueError(f"{names[image] if names else f'image {image}'} of the data set: {err}") from None
+    finally:
+        bar.close()  # an error is then printed on a line of its own
     return cm, trimap
+
+
+def _count(predictions: list, masks: list, cm: ConfusionMatrix, trimap: TrimapMetric | None) -> None:
+    """Add a batch's predictions against their masks to the confusion matrix and the trimap counts."""
+    for mask, prediction in zip(masks, predictions):
+        cm.update(prediction.labels, mask)
+        if trimap is not None:
+            trimap.update(prediction.labels, mask)
 
 
 def summarize(matrix: np.ndarray, classes: Sequence[str], trimap: TrimapMetric | None = None, **info: Any) -> dict:

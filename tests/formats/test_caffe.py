@@ -117,3 +117,12 @@ def test_a_file_that_is_not_a_caffemodel_is_a_one_line_error(tmp_path):
     (tmp_path / "other.caffemodel").write_bytes(net.SerializeToString())
     with pytest.raises(CheckpointError, match=r"other\.caffemodel: a Caffe model that is neither"):
         load_model(tmp_path / "other.caffemodel")
+
+
+def test_a_conv_without_its_bias_blob_is_a_one_line_error(tmp_path):
+    net = net_parameter()()
+    layer = net.layer.add(name="conv1_1")
+    add_blob(layer, torch.zeros(64, 3, 3, 3))  # the weight, no bias
+    (tmp_path / "nobias.caffemodel").write_bytes(net.SerializeToString())
+    with pytest.raises(CheckpointError, match=r"nobias\.caffemodel: Caffe layer conv1_1 has 1 blob\(s\)"):
+        load_model(tmp_path / "nobias.caffemodel")

@@ -343,3 +343,43 @@ def test_read_only_images_raise_no_torch_warning(model):
         got = Segmenter(model, backend="torch")(image)
     image = image.copy()
     assert np.array_equal(got.labels, Segmenter(model, backend="torch")(image).labels)
+
+
+def test_probabilities_that_are_not_finite_fail_the_image(tmp_path):
+    """Weights that overflow give NaN probabilities: predict names the image, evaluate too; no labels."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from deeplab.apps.cli import main
+    from deeplab.data.shapes import ShapesDataset
+    from deeplab.evaluation import evaluate
+    from deeplab.models import build_model, save_model
+
+    torch.manual_seed(0)
+    model = build_model("deeplabv3-mobilenetv2", num_classes=7, width_mult=0.25).eval()
+    with torch.no_grad():
+        model.classifier[2].weight.fill_(1e20)  # finite weights whose logits overflow to infinity
+        model.classifier[-1].weight.fill_(3e38)
+    with pytest.raises(ValueError, match="probabilities are not finite"):
+        Segmenter(model, backend="torch")(tiny_image(40, 56))
+    with pytest.raises(ValueError, match="val_00000 of the data set: the network's probabilities are not finite"):
+        evaluate(Segmenter(model, backend="torch"), ShapesDataset("val", 2), progress=False)
+    save_model(tmp_path / "huge.pt", model)
+    Image.fromarray(tiny_image(40, 56)).save(tmp_path / "a.png")
+    result = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            "--weights",
+            str(tmp_path / "huge.pt"),
+            str(tmp_path / "a.png"),
+            "-o",
+            str(tmp_path / "out"),
+            "--backend",
+            "torch",
+        ],
+    )
+    assert (
+        result.exit_code == 1 and f"{tmp_path / 'a.png'}: the network's probabilities are not finite" in result.output
+    )
+    assert not (tmp_path / "out" / "a.png").exists()

@@ -608,3 +608,51 @@ def test_sync_batch_norm_under_a_one_process_nccl_group(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     mp.spawn(_sync_bn_worker, args=(str(tmp_path), port), nprocs=1)
+
+
+def test_resuming_with_more_iterations_runs_the_new_schedule(tmp_path, caplog):
+    """A finished run resumed with a larger train.iterations trains on at the new poly schedule's
+    rate (never at lr 0), says so, and its log's clock goes on; a smaller total is an error."""
+    import logging
+
+    from deeplab.train.optim import poly_lr
+
+    Trainer.from_config(_config(tmp_path), train_set=_shapes(), model=_model(), progress=False).fit()
+    longer = Trainer.from_config(_config(tmp_path, "train.iterations=10"), train_set=_shapes(), progress=False)
+    with caplog.at_level(logging.INFO, logger="deeplab"):
+        longer.resume(tmp_path / "last.pt")
+    assert longer.optimizer.param_groups[0]["lr"] == pytest.approx(poly_lr(0.02, 6, 10)) and poly_lr(0.02, 6, 10) > 0
+    assert "poly schedule now runs over 10 iterations (was 6)" in caplog.text
+    longer.fit()
+    rows = (tmp_path / "log.csv").read_text().splitlines()[1:]
+    seconds = [float(r.split(",")[-1]) for r in rows]
+    assert [r.split(",")[0] for r in rows] == [str(i) for i in range(1, 11)] and seconds == sorted(seconds)
+    assert float(rows[6].split(",")[2]) > 0  # iteration 7 trained at a learning rate above 0
+    shorter = Trainer.from_config(_config(tmp_path, "train.iterations=4"), train_set=_shapes(), progress=False)
+    with pytest.raises(ValueError, match="stopped at iteration 10; train.iterations=4 is below it"):
+        shorter.resume(tmp_path / "last.pt")
+
+
+def test_tensorboard_asked_for_but_not_installed_warns(tmp_path, monkeypatch):
+    import sys
+
+    from deeplab.train.log import RunLog
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
+    with pytest.warns(UserWarning, match="tensorboard package is not installed"):
+        RunLog(tmp_path, 0, True, True).close()
+
+
+@pytest.mark.parametrize("lr", ["50", "500", "5000"])
+def test_a_diverging_run_never_leaves_a_checkpoint_that_predicts_nan(tmp_path, lr):
+    """Huge learning rates blow up the batch-norm statistics or the eval-mode outputs while the
+    training loss stays finite: the run stops, and last.pt is either absent or predicts finite scores."""
+    from deeplab import Segmenter, load_model
+
+    cfg = _config(tmp_path, f"train.lr={lr}", "train.iterations=30", "train.checkpoint_every=2", "train.val_every=100")
+    trainer = Trainer.from_config(cfg, train_set=_shapes(), model=_model(), progress=False)
+    with pytest.raises(NonFiniteLossError, match="lower train.lr|last good state"):
+        trainer.fit()
+    if (tmp_path / "last.pt").exists():
+        probs = Segmenter(load_model(tmp_path / "last.pt"), backend="torch")(_shapes(1)[0][0]).probs
+        assert np.isfinite(probs).all()

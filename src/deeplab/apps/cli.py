@@ -308,6 +308,10 @@ def info_command(checkpoint: str) -> None:
 )
 def convert_command(source: str, target: str, output_stride: str | None) -> None:
     """Write any checkpoint deeplab can load as ours: TARGET.pt (torch.save) or TARGET.safetensors (no pickle)."""
+    if Path(target).suffix not in (".pt", ".pth", ".safetensors"):
+        raise click.BadParameter(
+            f"{target}: write .pt, .pth or .safetensors (deeplab export writes .onnx)", param_hint="TARGET"
+        )
     with one_line_errors():
         with naming(source):
             model = load_model(source, **({"output_stride": int(output_stride)} if output_stride else {}))

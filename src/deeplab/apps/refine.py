@@ -16,6 +16,8 @@ def load_probs(path: str | Path) -> np.ndarray:
     try:
         probs = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
+        if Path(path).is_file() and Path(path).read_bytes()[:6] != b"\x93NUMPY":
+            raise ValueError(f"{path}: not a .npy array file (C x H x W probabilities, from numpy.save)") from None
         raise ValueError(f"{path}: cannot read a .npy array ({err})") from None
     if not isinstance(probs, np.ndarray):
         raise ValueError(f"{path}: expected one array in a .npy file, found an .npz archive")

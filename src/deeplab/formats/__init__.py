@@ -60,6 +60,11 @@ def _ours(obj: dict, path: str | os.PathLike) -> Recognised:
     missing = [k for k in ("arch", "config", "state_dict") if k not in obj]
     if missing:
         raise CheckpointError(f"{path}: deeplab checkpoint without {', '.join(missing)}")
+    config, classes = obj["config"], obj["config"].get("num_classes") if isinstance(obj["config"], dict) else None
+    if not isinstance(obj["arch"], str) or not isinstance(config, dict):
+        raise CheckpointError(f"{path}: deeplab checkpoint whose arch or config is not a name and a mapping")
+    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+        raise CheckpointError(f"{path}: deeplab checkpoint whose num_classes is {classes!r}, not a positive integer")
     fields = {k: obj[k] for k in ("classes", "palette", "mean", "std") if k in obj}
     return Recognised("deeplab checkpoint", obj["arch"], dict(obj["config"]), obj["state_dict"], fields)
 

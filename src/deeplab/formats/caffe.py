@@ -155,6 +155,10 @@ def _resnet(layers: dict, path: str | os.PathLike) -> tuple[str, dict, dict]:
             conv, bn = BRANCH[branch]
             _put(state, kind, f"backbone.layer{int(stage) - 1}.{block}.{conv if kind == 'res' else bn}", blobs)
         elif m := re.fullmatch(r"fc1_\w+_c(\d)", name):
+            if len(blobs) < 2:
+                raise CheckpointError(
+                    f"{path}: Caffe layer {name} has {len(blobs)} blob(s), a weight and a bias expected"
+                )
             state[f"classifier.branches.{m.group(1)}.weight"] = blobs[0]
             state[f"classifier.branches.{m.group(1)}.bias"] = _flat(blobs[1])
     branches = {k.split(".")[2] for k in state if k.startswith("classifier.branches.")}
@@ -193,6 +197,8 @@ def _vgg(layers: dict, path: str | os.PathLike) -> tuple[str, dict, dict]:
             target = f"classifier.branches.{branch}.{layer}"
         else:
             continue
+        if len(blobs) < 2:
+            raise CheckpointError(f"{path}: Caffe layer {name} has {len(blobs)} blob(s), a weight and a bias expected")
         state[f"{target}.weight"], state[f"{target}.bias"] = blobs[0], _flat(blobs[1])
     branches = {k.split(".")[2] for k in state if k.startswith("classifier.branches.")}
     missing = [c for c, i in VGG_INDEX.items() if f"backbone.features.{i}.weight" not in state]

@@ -186,7 +186,10 @@ class Segmenter:
             for k, i in enumerate(members):
                 scores[i] = fused[k]
         done = [s for s in scores if s is not None]  # every image went through a tile or a group
-        return [s.contiguous() if self.fusion == "mean" else _softmax(s) for s in done]
+        probs = [s.contiguous() if self.fusion == "mean" else _softmax(s) for s in done]
+        if not all(bool(torch.isfinite(p).all()) for p in probs):  # never labels from NaN
+            raise ValueError("the network's probabilities are not finite (NaN or infinity): the weights are broken")
+        return probs
 
     def refine(self, images: Sequence[np.ndarray | Image.Image], probs: list[torch.Tensor]) -> list[Prediction]:
         """The CRF (when set) and the argmax of ``probabilities(images)``: the CPU part of predict_batch,

@@ -16,6 +16,7 @@ from deeplab.checkpoint import (
     VERSION,
     CheckpointError,
     key_problems,
+    non_finite_keys,
     read_checkpoint,
     write_checkpoint,
 )
@@ -90,6 +91,7 @@ def load_state(model: DeepLab, state: dict[str, torch.Tensor], path: str | os.Pa
     """Load ``state`` into ``model``: classifier layers whose class count differs, and an aux head the
     file lacks, are left freshly initialised with a warning; any other mismatch is a CheckpointError."""
     own = model.state_dict()
+    _check_values(state, own, path)
     num_classes = model.meta.config["num_classes"]
     differ = [k for k, v in state.items() if k in own and v.shape != own[k].shape]
     reinit = sorted({_layer(k) for k in differ if own[k].shape[:1] == (num_classes,)})
@@ -111,6 +113,17 @@ def load_state(model: DeepLab, state: dict[str, torch.Tensor], path: str | os.Pa
             f"{path}: no aux_classifier weights in the file, the aux head is freshly initialised", stacklevel=3
         )
     model.load_state_dict({k: v for k, v in state.items() if k in own and _layer(k) not in reinit}, strict=False)
+
+
+def _check_values(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """CheckpointError naming the file and the first tensor where the weights are not finite, or where
+    the file stores integers for a floating-point weight (the same bytes read as another type)."""
+    bad = non_finite_keys(state)
+    if bad:
+        raise CheckpointError(f"{path}: weights hold NaN or infinity, first in {bad[0]} ({len(bad)} tensors)")
+    for key, value in state.items():
+        if key in own and own[key].is_floating_point() and not value.is_floating_point():
+            raise CheckpointError(f"{path}: tensor {key} is stored as {value.dtype}, the model's is floating point")
 
 
 def _layer(key: str) -> str:

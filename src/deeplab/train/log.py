@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,14 +27,22 @@ class RunLog:
         if self.path.exists() and start > 0:
             with open(self.path, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= start]
+            if rows and rows[-1].get("seconds"):
+                self.t0 -= float(rows[-1]["seconds"])  # a resumed run's clock goes on from where it stopped
         self.file = open(self.path, "w", newline="")
         self.csv = csv.DictWriter(self.file, LOG_FIELDS)
         self.csv.writeheader()
         self.csv.writerows(rows)
         if tensorboard:
-            with contextlib.suppress(ImportError):
+            try:
                 from torch.utils.tensorboard import SummaryWriter
-
+            except ImportError:
+                warnings.warn(
+                    "train.tensorboard is on but the tensorboard package is not installed: "
+                    "writing log.csv only (pip install tensorboard, or train.tensorboard=false)",
+                    stacklevel=2,
+                )
+            else:
                 self.writer = SummaryWriter(str(output / "tensorboard"))
 
     def write(self, iteration: int, row: dict[str, float]) -> None:

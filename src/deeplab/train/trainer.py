@@ -9,11 +9,12 @@ the iteration counter for a resumed run to end with the same weights as an unint
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from deeplab import forks
-from deeplab.checkpoint import read_checkpoint
+from deeplab.checkpoint import non_finite_keys, read_checkpoint
 from deeplab.data import DatasetError, TrainTransform, build_dataset, scan_masks
 from deeplab.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from deeplab.evaluation import accumulate
@@ -34,6 +35,8 @@ from deeplab.train.log import RunLog
 from deeplab.train.loss import segmentation_loss
 from deeplab.train.optim import PolyLR, build_sgd, set_bn_mode
 from deeplab.train.sampling import IterationBatches, SampleFailure, SampleStream, collate, mix_seed, seed_all
+
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -99,6 +102,7 @@ class Trainer:
         self.best_miou: float | None = None
         self._good: list[torch.Tensor] | None = None  # see _remember_good_state
         self._good_iteration = 0
+        self._last_images: torch.Tensor | None = None
 
     @classmethod
     def from_config(
@@ -197,6 +201,29 @@ class Trainer:
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.iteration, self.best_miou = int(state["iteration"]), state.get("best_miou")
+        self._extend_schedule(path)
+
+    def _extend_schedule(self, path: str | Path) -> None:
+        """A resumed run asked for another total: the poly schedule runs over the new total from here
+        (said on screen); fewer iterations than already done is an error."""
+        total, saved = self.cfg.train.iterations, self.scheduler.iterations
+        if total == saved:
+            return
+        if total < self.iteration:
+            raise ValueError(
+                f"{path}: the run stopped at iteration {self.iteration}; train.iterations={total} is below it"
+            )
+        self.scheduler.iterations = total
+        for group, lr in zip(self.optimizer.param_groups, self.scheduler.get_lr()):
+            group["lr"] = lr
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        log.info(
+            "resuming at iteration %d: the poly schedule now runs over %d iterations (was %d), lr %.3g",
+            self.iteration,
+            total,
+            saved,
+            self.optimizer.param_groups[0]["lr"],
+        )
 
     # -- the loop ------------------------------------------------------------------------------
     def train_mode(self) -> None:
@@ -215,6 +242,7 @@ class Trainer:
         t = self.cfg.train
         self.optimizer.zero_grad(set_to_none=True)
         buffers = self._buffers()  # batch-norm statistics before this step's forward passes
+        self._last_images = micro_batches[0][0]  # what the divergence checks predict on
         total = torch.zeros((), device=self.dist.device)
         for i, (x, y) in enumerate(micro_batches):
             last = i == len(micro_batches) - 1
@@ -228,7 +256,7 @@ class Trainer:
             total += loss.detach()
         loss_value = all_reduce_sum(total, self.dist).item() / self.dist.world_size
         if not math.isfinite(loss_value):
-            self._stop_non_finite(loss_value, buffers)
+            self._stop_non_finite(loss_value, buffers, micro_batches[0][0])
         self._remember_good_state()
         if self.scaler:
             self.scaler.step(self.optimizer)
@@ -262,8 +290,9 @@ class Trainer:
                     dst.copy_(src)
         self._good_iteration = self.iteration
 
-    def _stop_non_finite(self, loss_value: float, buffers: dict[str, torch.Tensor]) -> None:
-        """Go back to the last state whose loss was finite, save it (if finite), and stop."""
+    def _stop_non_finite(self, loss_value: float, buffers: dict[str, torch.Tensor], images: torch.Tensor) -> None:
+        """Go back to the last state whose loss was finite, save it if it still predicts finite scores
+        (in eval mode, on this step's images), and stop; a diverged state never replaces last.pt."""
         where = f"loss is {loss_value} at iteration {self.iteration + 1}; stopped"
         self.optimizer.zero_grad(set_to_none=True)
         with torch.no_grad():
@@ -278,11 +307,38 @@ class Trainer:
                 own = dict(self.model.named_buffers())
                 for k, b in buffers.items():
                     own[k].copy_(b)
+        if not self._predicts_finite(images):
+            self._stop_diverged(f"{where}; the state before it already diverged (its predictions are not finite)")
         try:
             path = self.save(self.output / "last.pt")
         except ValueError as err:  # not finite either: keep whatever good file there is
             raise NonFiniteLossError(f"{where}; the last state is not finite either, {err}") from None
         raise NonFiniteLossError(f"{where}, last good state (iteration {self.iteration}) saved to {path}")
+
+    def _check_diverged(self, iteration: int) -> None:
+        """Before last.pt is overwritten: stop (NonFiniteLossError) where the loss is still finite but the
+        state has diverged: statistics or weights not finite, or eval-mode predictions not finite. Every
+        process takes part, so all stop together."""
+        bad = non_finite_keys(self.model.state_dict())
+        finite = not bad and (self._last_images is None or self._predicts_finite(self._last_images))
+        if all_reduce_sum(torch.tensor(float(not finite), device=self.dist.device), self.dist).item() > 0:
+            what = f"{bad[0]} holds NaN or infinity" if bad else "the model's predictions are not finite"
+            self._stop_diverged(f"{what} at iteration {iteration}; stopped")
+
+    def _stop_diverged(self, what: str) -> NoReturn:
+        """Stop without touching last.pt, saying which iteration it keeps."""
+        last = self.output / "last.pt"
+        kept = "is unchanged" if last.exists() else "was never written"
+        raise NonFiniteLossError(f"{what}, so {last} {kept}: lower train.lr")
+
+    def _predicts_finite(self, images: torch.Tensor) -> bool:
+        """Whether the model, as predict will run it (eval mode), gives finite logits on ``images``."""
+        self.model.eval()
+        try:
+            with torch.no_grad(), self._autocast():
+                return bool(torch.isfinite(self.model(images.to(self.dist.device))).all())
+        finally:
+            self.train_mode()
 
     def validate(self) -> float:
         """mIoU over the validation set, split across processes; the model is left in train mode.
@@ -342,6 +398,7 @@ class Trainer:
         if row:
             log.write(it, row)
         if it % t.checkpoint_every == 0 or end:
+            self._check_diverged(it)
             self.save(self.output / "last.pt")
             log.plot()
         barrier(self.dist)
