@@ -80,3 +80,23 @@ def test_default_root_follows_xdg(monkeypatch, tmp_path):
     monkeypatch.delenv("DEEPLAB_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert cache.cache_root() == tmp_path / "deeplab"
+
+
+def test_a_damaged_entry_is_found_removed_and_said(root):
+    """Same-size garbled bytes in any file of an entry (or a file added later and sealed) are caught."""
+    entry = cache.store("kind", "k1", lambda folder: (folder / "model.bin").write_bytes(bytes(range(256))))
+    (entry / "compiled").mkdir()
+    (entry / "compiled" / "blob").write_bytes(b"compiled")
+    cache.seal(entry)  # what OpenVINO writes after the entry exists is sealed too
+    assert cache.lookup("kind", "k1") == entry
+    for name in ("model.bin", "compiled/blob"):
+        entry = cache.store("kind", "k1", lambda folder: (folder / "model.bin").write_bytes(bytes(range(256))))
+        (entry / "compiled").mkdir(exist_ok=True)
+        (entry / "compiled" / "blob").write_bytes(b"compiled")
+        cache.seal(entry)
+        data = bytearray((entry / name).read_bytes())
+        data[3] ^= 0xFF  # the same size, one byte garbled
+        (entry / name).write_bytes(bytes(data))
+        with pytest.warns(UserWarning, match=f"is damaged \\({name} does not match its digest\\): converting again"):
+            assert cache.lookup("kind", "k1") is None
+        assert not entry.exists()

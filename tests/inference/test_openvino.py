@@ -158,3 +158,33 @@ def test_the_shipped_real_weights_run_on_openvino(tmp_path):
     real_dir()  # skips where ../shared/real is absent
     result = run_child(REAL_WEIGHTS, DEEPLAB_CACHE_DIR=str(tmp_path))
     assert result["backend"] == "openvino" and result["equal"] >= 0.999
+
+
+DAMAGED = """
+import json, warnings, numpy as np
+from deeplab.inference import Segmenter
+from tiny_model import TinyNet, tiny_image
+model, image = TinyNet().eval(), tiny_image(48, 64, seed=3)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    labels = Segmenter(model, backend="openvino")(image).labels
+expected = Segmenter(model, backend="torch")(image).labels
+print(json.dumps({"equal": bool(np.array_equal(labels, expected)), "warnings": [str(w.message) for w in caught]}))
+"""
+
+
+@pytest.mark.parametrize("damaged", ["model.bin", "model.xml", "compiled"])
+def test_a_damaged_cache_entry_is_converted_again(tmp_path, damaged):
+    """Garbled bytes in the cached IR or OpenVINO's compiled blob: a warning, a fresh conversion, the
+    torch path's labels (they were 83.6% equal before entries were verified)."""
+    first = run_child(DAMAGED, DEEPLAB_CACHE_DIR=str(tmp_path))
+    assert first["equal"] and not any("damaged" in w for w in first["warnings"])
+    (entry,) = (tmp_path / "openvino").iterdir()
+    files = sorted((entry / "compiled").rglob("*.blob")) if damaged == "compiled" else [entry / damaged]
+    assert files, f"no {damaged} file in {entry}"
+    data = bytearray(files[0].read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(64)  # the same size, garbled
+    files[0].write_bytes(bytes(data))
+    second = run_child(DAMAGED, DEEPLAB_CACHE_DIR=str(tmp_path))
+    assert second["equal"] and any("is damaged" in w and "converting again" in w for w in second["warnings"])

@@ -4,7 +4,9 @@ per model rather than once per process.
 An entry is a folder named by the model's fingerprint (``fingerprint``: its weights, structure and
 the source of its classes, and the versions of the tools that convert it), written under a
 temporary name and renamed when complete, so a reader never sees half an entry and two processes
-may write the same one. The root is ``$DEEPLAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/deeplab``, else
+may write the same one. Every entry carries the SHA-256 of each of its files (``MANIFEST``, written
+last; ``seal`` adds files a runtime writes into it later); ``lookup`` checks them and removes, with a
+one-line warning, an entry whose files were damaged or changed, so it is converted again. The root is ``$DEEPLAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/deeplab``, else
 ``~/.cache/deeplab``; ``DEEPLAB_CACHE_DIR=""`` turns the cache off. The least recently used entries
 beyond ``MAX_ENTRIES`` of a kind are removed.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import os
 import shutil
 import tempfile
@@ -24,8 +27,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from deeplab.atomic import atomic_write
+
 MAX_ENTRIES = 4  # per kind: an OpenVINO entry of a ResNet-101 model holds hundreds of MB (IR + compiled blob)
-FORMAT = 1  # bump when what an entry holds changes
+FORMAT = 2  # bump when what an entry holds changes
+MANIFEST = "sha256.json"  # {relative path: SHA-256} of the entry's files, written last
 
 
 def cache_root() -> Path | None:
@@ -73,11 +79,51 @@ def lookup(kind: str, key: str) -> Path | None:
     entry = root / kind / key if root is not None else None
     if entry is None or not entry.is_dir():
         return None
+    problem = _damage(entry)
+    if problem is not None:
+        warnings.warn(f"the cached conversion in {entry} is damaged ({problem}): converting again", stacklevel=3)
+        shutil.rmtree(entry, ignore_errors=True)
+        return None
     try:
         os.utime(entry)
     except OSError:
         pass
     return entry
+
+
+def seal(entry: Path) -> None:
+    """Record the SHA-256 of every file of ``entry`` (those a runtime added since included), atomically."""
+    digests = {
+        str(p.relative_to(entry)): _sha256(p) for p in sorted(entry.rglob("*")) if p.is_file() and p.name != MANIFEST
+    }
+    text = json.dumps(digests, indent=0).encode()
+    try:
+        atomic_write(entry / MANIFEST, lambda f: f.write(text))
+    except (OSError, ValueError) as err:  # atomic_write's WriteError
+        warnings.warn(f"cannot seal the cached conversion in {entry}: {err}", stacklevel=3)
+
+
+def _damage(entry: Path) -> str | None:
+    """What is wrong with an entry's files against its manifest, or None where they all match."""
+    try:
+        digests = json.loads((entry / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return "no readable manifest"
+    for name, digest in digests.items():
+        path = entry / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if _sha256(path) != digest:
+            return f"{name} does not match its digest"
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def store(kind: str, key: str, write: Callable[[Path], None]) -> Path | None:
@@ -98,6 +144,7 @@ def store(kind: str, key: str, write: Callable[[Path], None]) -> Path | None:
     entry = folder / key
     try:
         write(partial)
+        seal(partial)
     except Exception as err:  # a full disk: run on without the entry
         shutil.rmtree(partial, ignore_errors=True)
         warnings.warn(f"cannot cache the converted model in {folder}: {err}", stacklevel=3)

@@ -69,6 +69,8 @@ class OpenVinoModel(nn.Module):
             "PERFORMANCE_HINT": "LATENCY",
         }
         self.compiled = core.compile_model(network, "CPU", config)
+        if entry is not None:
+            cache.seal(entry)  # OpenVINO has written its compiled blob into the entry by now
         forks.mark_fork_unsafe("OpenVINO")
         forks.keep_in_child(self)
 
