@@ -183,3 +183,31 @@ def test_weights_that_are_not_finite_or_not_floating_point_are_refused(tmp_path)
         CheckpointError, match=r"nan.pt: weights hold NaN or infinity, first in backbone.features.0.0.weight"
     ):
         load_model(tmp_path / "nan.pt")
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_earlier_file(tmp_path):
+    """Over a file-size limit (as on a full disk) torch's zip writer fails: one line naming the file,
+    the earlier checkpoint unchanged, no temporary left."""
+    from child import run_child
+
+    code = f"""
+import json, resource
+from pathlib import Path
+from deeplab.models import build_model, save_model
+out = Path({str(tmp_path)!r})
+save_model(out / "last.pt", build_model("deeplabv3-mobilenetv2", num_classes=3, width_mult=0.25))
+before = (out / "last.pt").read_bytes()
+resource.setrlimit(resource.RLIMIT_FSIZE, (len(before) + 4096, resource.RLIM_INFINITY))
+try:
+    save_model(out / "last.pt", build_model("deeplabv3-mobilenetv2", num_classes=3))
+    message = "written"
+except ValueError as err:
+    message = str(err)
+print(json.dumps([message, (out / "last.pt").read_bytes() == before, sorted(p.name for p in out.iterdir())]))
+"""
+    message, unchanged, files = run_child(code)
+    assert (
+        message
+        == f"{tmp_path / 'last.pt'}: cannot write (no space left on the device, or over a file size limit); any earlier file is unchanged"
+    )
+    assert unchanged and files == ["last.pt"]

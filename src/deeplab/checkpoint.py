@@ -15,6 +15,7 @@ This module knows files and dicts, not networks: ``deeplab.models`` builds model
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
@@ -108,7 +109,20 @@ def write_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> Pat
         raise CheckpointError(f"{path}: not written, {len(bad)} weight tensors hold NaN or infinity (first: {bad[0]})")
     if Path(path).suffix == ".safetensors":
         return _write_safetensors(Path(path), checkpoint)
-    return atomic_write(path, lambda f: torch.save(checkpoint, f))
+    return atomic_write(path, lambda f: _torch_save(checkpoint, f))
+
+
+def _torch_save(checkpoint: dict[str, Any], file: Any) -> None:
+    """torch.save, its failed writes (a RuntimeError from the zip writer) as the OSError they are."""
+    try:
+        torch.save(checkpoint, file)
+    except RuntimeError as err:
+        cause = err.__cause__ or err.__context__
+        if isinstance(cause, OSError) and cause.errno not in (errno.ENOSPC, errno.EFBIG):
+            raise OSError(cause.errno, cause.strerror) from None
+        if isinstance(cause, OSError) or "write" in str(err).lower():
+            raise OSError(errno.ENOSPC, "no space left on the device, or over a file size limit") from None
+        raise
 
 
 def _write_safetensors(path: Path, checkpoint: dict[str, Any]) -> Path:

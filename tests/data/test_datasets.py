@@ -114,3 +114,19 @@ def test_build_dataset_names_the_valid_choices():
     with pytest.raises(DatasetError, match="nowhere: no such folder"):
         build_dataset("voc", "nowhere", "train")
     assert len(build_dataset("shapes", None, "val", num_images=3, size=64)) == 3
+
+
+def test_options_of_another_data_set_are_named(tmp_path):
+    """The shapes recipe's data.options on a folder data set: one line naming what does not apply."""
+    import pytest
+
+    from deeplab.data import DatasetError, build_dataset
+
+    with pytest.raises(
+        DatasetError,
+        match=r"option\(s\) num_images, size do not apply to dataset 'folder'; it takes: seed, classes_file",
+    ):
+        build_dataset("folder", tmp_path, "train", num_images=10, size=64)
+    with pytest.raises(DatasetError, match=r"needs a root folder \(--root DIR"):
+        build_dataset("voc", None, "val")
+    assert len(build_dataset("shapes", None, "val", num_images=3, size=64)) == 3

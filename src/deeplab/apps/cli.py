@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
+import warnings
 from pathlib import Path
 
 import click
@@ -31,7 +34,7 @@ from deeplab.crf import DenseCRF
 from deeplab.data import DATASETS
 from deeplab.devices import keep_freed_memory
 from deeplab.distributed import cleanup, init_distributed, launched_by_torchrun
-from deeplab.imageio import list_images
+from deeplab.imageio import IMAGE_SUFFIXES, list_images
 from deeplab.inference.onnx import OPSET_RANGE
 from deeplab.models import (
     DEFAULT_WEIGHTS,
@@ -52,14 +55,27 @@ from deeplab.train.timing import time_iterations
 def main() -> None:
     """DeepLab semantic segmentation: predict, train, evaluate, CRF, export."""
     _show_library_messages()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM ends a command as Ctrl-C does: files being written are finished or removed, never half."""
+    raise SystemExit(128 + signum)
 
 
 def _show_library_messages() -> None:
-    """The library's info messages (a model converted once for OpenVINO) on stderr."""
+    """The library's info messages (a model converted once for OpenVINO) and warnings on stderr, a
+    line each."""
+    warnings.formatwarning = _one_line_warning
     log = logging.getLogger("deeplab")
     if not any(isinstance(h, _EchoHandler) for h in log.handlers):
         log.addHandler(_EchoHandler())
         log.setLevel(logging.INFO)
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> str:
+    return f"deeplab: warning: {message}\n"
 
 
 class _EchoHandler(logging.Handler):
@@ -90,7 +106,7 @@ def predict(weights, inputs, outdir, segmenter, save_probs, alpha, batch_size, w
     for item in inputs:
         found = _outside(_listed(item), Path(outdir))  # never our own outputs of an earlier run
         if not found:
-            raise click.ClickException(f"{item}: no images found")
+            raise click.ClickException(f"{item}: no images found (it reads {', '.join(IMAGE_SUFFIXES)})")
         paths += found
     keep_freed_memory()
     dist = init_distributed(segmenter["device"]) if launched_by_torchrun() else None
@@ -193,6 +209,11 @@ def train_cmd(
 
     with one_line_errors(NonFiniteLossError):
         cfg = load_config(config_path, overrides)
+        if config_path is None and cfg.data.root and not Path(cfg.data.root).is_dir():
+            raise click.UsageError(
+                f"no --config, and the built-in recipe's data ({cfg.data.dataset} at {cfg.data.root}) is not here: "
+                "try --config configs/shapes.yaml (generated data, nothing to download)"
+            )
         cfg.output = output or cfg.output
         cfg.train.backbone_weights = backbone_weights or cfg.train.backbone_weights
         if benchmark_iterations is not None:

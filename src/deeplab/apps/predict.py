@@ -64,40 +64,42 @@ def predict_files(
     start = time.perf_counter()
     loader = batches(_Decoded(mine), batch_size, workers)
     bar = tqdm(total=len(mine), desc="predict", unit="img", disable=not progress, dynamic_ncols=True)
-    with ThreadPoolExecutor(max_workers=1) as writer:
-        pending: list[tuple[list[Path], Future]] = []
-        for batch in loader:
-            good = [(path, stem, rgb) for path, stem, rgb, error in batch if error is None]
-            for path, _, _, error in batch:
-                if error is not None:
-                    failed.append((Path(path), error))
-                    tqdm.write(f"error: {error}")
-            rgbs = [rgb for _, _, rgb in good]
-            try:
-                probs = segmenter.probabilities(rgbs)
-                preds = None if segmenter.overlaps_crf else segmenter.refine(rgbs, probs)
-            except ValueError as err:  # a network or CRF failure fails the whole batch, named
-                failed += [(Path(path), f"{path}: {err}") for path, _, _ in good]
-                continue
-            if len(pending) >= 2:  # bounded memory: wait for the writer to be at most two batches behind
-                wait([pending[-2][1]])
-            job = writer.submit(
-                _refine_and_write, segmenter, good, probs, preds, outdir, classes, palette, save_probs, alpha
-            )
-            pending.append(([Path(path) for path, _, _ in good], job))
-            bar.update(len(batch))
-        for paths, job in pending:
-            error = job.exception()
-            if error is not None and not isinstance(error, Exception):
-                raise error  # Ctrl-C and the like stop the run (what was written is complete)
-            errors = [error] * len(paths) if error is not None else job.result()
-            for path, problem in zip(paths, errors):
-                if problem is None:
-                    done.append(path)
-                else:
-                    failed.append((path, str(problem)))
-                    tqdm.write(f"error: {problem}")
-    bar.close()
+    try:
+        with ThreadPoolExecutor(max_workers=1) as writer:
+            pending: list[tuple[list[Path], Future]] = []
+            for batch in loader:
+                good = [(path, stem, rgb) for path, stem, rgb, error in batch if error is None]
+                for path, _, _, error in batch:
+                    if error is not None:
+                        failed.append((Path(path), error))
+                        tqdm.write(f"error: {error}")
+                rgbs = [rgb for _, _, rgb in good]
+                try:
+                    probs = segmenter.probabilities(rgbs)
+                    preds = None if segmenter.overlaps_crf else segmenter.refine(rgbs, probs)
+                except ValueError as err:  # a network or CRF failure fails the whole batch, named
+                    failed += [(Path(path), f"{path}: {err}") for path, _, _ in good]
+                    continue
+                if len(pending) >= 2:  # bounded memory: wait for the writer to be at most two batches behind
+                    wait([pending[-2][1]])
+                job = writer.submit(
+                    _refine_and_write, segmenter, good, probs, preds, outdir, classes, palette, save_probs, alpha
+                )
+                pending.append(([Path(path) for path, _, _ in good], job))
+                bar.update(len(batch))
+            for paths, job in pending:
+                error = job.exception()
+                if error is not None and not isinstance(error, Exception):
+                    raise error  # Ctrl-C and the like stop the run (what was written is complete)
+                errors = [error] * len(paths) if error is not None else job.result()
+                for path, problem in zip(paths, errors):
+                    if problem is None:
+                        done.append(path)
+                    else:
+                        failed.append((path, str(problem)))
+                        tqdm.write(f"error: {problem}")
+    finally:
+        bar.close()  # an error is then printed on a line of its own
     return BatchResult(done, failed, time.perf_counter() - start)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -185,9 +186,16 @@ def ade20k(root: str | Path, split: str = "training", transform: Callable | None
     return ListDataset(images, masks, names, ADE20K_CLASSES, palette, lut, transform, seed)
 
 
-def _shapes(root: str | Path | None, split: str, transform: Callable | None, **kw: Any):
+def _shapes(
+    root: str | Path | None,
+    split: str,
+    transform: Callable | None = None,
+    num_images: int | None = None,
+    size: int = 256,
+    seed: int = 0,
+) -> ShapesDataset:
     """The generated data set; `root` is not used (nothing is read from disk)."""
-    return ShapesDataset(split, transform=transform, **kw)
+    return ShapesDataset(split, num_images, size, seed, transform)
 
 
 DATASETS: dict[str, Callable[..., SegmentationDataset]] = {
@@ -207,7 +215,14 @@ def build_dataset(
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}")
     if root is None and name != "shapes":
-        raise DatasetError(f"dataset {name!r} needs a root folder")
+        raise DatasetError(f"dataset {name!r} needs a root folder (--root DIR, or data.root in a config)")
     if root is not None and name != "shapes" and not Path(root).is_dir():
         raise DatasetError(f"{root}: no such folder (root of dataset {name!r})")
+    accepted = [p for p in list(inspect.signature(DATASETS[name]).parameters)[3:] if p not in ("args", "kwargs")]
+    unknown = sorted(set(kw) - set(accepted))
+    if unknown:
+        raise DatasetError(
+            f"option(s) {', '.join(unknown)} do not apply to dataset {name!r}; "
+            f"it takes: {', '.join(accepted) or 'none'} (data.options / data.val_options)"
+        )
     return DATASETS[name](root, split, transform, **kw)
