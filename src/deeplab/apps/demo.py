@@ -26,6 +26,7 @@ from deeplab.apps.photos import BIRD, Photo, PhotoSet, TFLiteRuntime, real_photo
 from deeplab.apps.plots import plot_class_iou, plot_training_curves, plot_trimap
 from deeplab.apps.report import Report
 from deeplab.apps.viz import overlay, overlay_with_legend
+from deeplab.atomic import atomic_write
 from deeplab.data.shapes import ShapesDataset
 from deeplab.evaluation import evaluate
 from deeplab.models import load_model
@@ -200,7 +201,7 @@ def _add_plots(report: Report, out: Path, results: list[dict]) -> None:
 
 
 def _save(path: Path, rgb: np.ndarray) -> Path:
-    Image.fromarray(rgb).save(path)
+    atomic_write(path, lambda f: Image.fromarray(rgb).save(f, format="PNG"))
     return path
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from deeplab.atomic import atomic_write
+
 
 def _save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    return path
+    """Write the figure as a PNG, atomically (never a truncated plot under its name)."""
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
 
 
 def _read_log(log_csv: str | Path) -> dict[str, list[tuple[int, float]]]:

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deeplab.atomic import atomic_write
+
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; }
 h1 { margin-bottom: 0.2em; } p.lead { color: #555; margin-top: 0; }
@@ -89,7 +91,7 @@ class Report:
             f"</title><style>{_STYLE}</style></head><body><h1>{html.escape(self.title)}</h1>"
             f"{lead}{''.join(self.sections)}</body></html>"
         )
-        path.write_text(page, encoding="utf-8")
+        atomic_write(path, lambda f: f.write(page.encode("utf-8")))
         return path
 
 
