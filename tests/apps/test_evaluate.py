@@ -181,3 +181,24 @@ def test_batches_and_workers_give_the_same_scores():
     one = evaluate(seg, data, trimap_widths=range(1, 4), progress=False)
     batched = evaluate(seg, data, trimap_widths=range(1, 4), progress=False, batch_size=3, workers=2)
     assert one["confusion_matrix"] == batched["confusion_matrix"] and one["trimap"] == batched["trimap"]
+
+
+@pytest.mark.slow
+def test_predict_ranks_with_different_checkpoints_fail_before_writing(tmp_path):
+    """torchrun predict with another --weights on one rank: both fail, no outputs of two models."""
+    from PIL import Image
+
+    from tiny_model import tiny_image
+
+    a, b = _checkpoint(tmp_path / "a.pt", 0), _checkpoint(tmp_path / "b.pt", 1)
+    (tmp_path / "in").mkdir()
+    for k in range(4):
+        Image.fromarray(tiny_image(32, 40, seed=k)).save(tmp_path / "in" / f"{k}.png")
+    args = [
+        ["predict", "--weights", w, str(tmp_path / "in"), "-o", str(tmp_path / "o"), "--backend", "torch"]
+        for w in (a, b)
+    ]
+    outputs = _spawn_evaluate(tmp_path, args)
+    for out in outputs:
+        assert out.startswith("1\n") and "the processes disagree on the checkpoint" in out, out
+    assert not list(tmp_path.glob("o/*.png"))
