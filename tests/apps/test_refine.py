@@ -64,7 +64,7 @@ def test_bad_files(tmp_path):
     result = CliRunner().invoke(main, ["crf", image, str(tmp_path / "small.npy"), *out])
     assert result.exit_code != 0 and "small.npy: probabilities are 10x10 but" in result.output
     result = CliRunner().invoke(main, ["crf", image, str(tmp_path / "junk.npy"), *out])
-    assert result.exit_code != 0 and "junk.npy: cannot read" in result.output
+    assert result.exit_code != 0 and "junk.npy: not a .npy array file" in result.output
     assert "Traceback" not in result.output
     result = CliRunner().invoke(main, ["crf", image, str(tmp_path / "probs.npy"), *out, "--theta-beta", "0"])
     assert result.exit_code == 2 and "--theta-beta" in result.output and "x>0" in result.output  # a usage error
