@@ -60,3 +60,14 @@ def test_crf_given_an_image_for_its_probabilities(tmp_path):
     np.save(tmp_path / "p.npy", np.zeros((8, 8)))
     code, output = _run("crf", tmp_path / "photo.png", tmp_path / "p.npy", "-o", tmp_path / "out.png")
     assert code == 1 and "expected C x H x W" in output
+
+
+def test_usage_mistakes_say_what_to_do(tmp_path, monkeypatch):
+    (tmp_path / "empty").mkdir()
+    code, output = _run("predict", tmp_path / "empty", "-o", tmp_path / "out")
+    assert code == 1 and "no images found (it reads .jpg, .jpeg, .png" in output
+    monkeypatch.chdir(tmp_path)  # no data/VOCdevkit here
+    code, output = _run("train")
+    assert code == 2 and "try --config configs/shapes.yaml" in output
+    code, output = _run("evaluate", "--weights", "voc-mobilenetv2", "--dataset", "voc")
+    assert code == 1 and "needs a root folder (--root DIR" in output
