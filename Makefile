@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install demo test bench claims clean format
+.PHONY: install demo test bench claims clean format serve
 
 format: install
 	$(VENV)/bin/ruff format src tests benchmarks
@@ -22,6 +22,9 @@ install: $(VENV)/.installed
 
 demo: install
 	$(VENV)/bin/deeplab demo
+
+serve: install
+	$(VENV)/bin/deeplab serve
 
 test: install
 	$(VENV)/bin/ruff format --check src tests benchmarks

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import glob
+import io
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -23,17 +25,41 @@ def _open(path: str | Path) -> Image.Image:
     """Open and decode an image file; ImageReadError (one line naming the file) when that fails."""
     try:
         with open(path, "rb") as f:
-            img = Image.open(f)
-            img.load()
+            return _decode(f, path)
     except FileNotFoundError:
         raise ImageReadError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{path}: a folder, not an image file") from None
+
+
+def decode_image(data: bytes, name: str, max_pixels: int | None = None) -> np.ndarray:
+    """HxWx3 uint8 RGB (EXIF orientation applied) from an encoded image in memory (an upload);
+    ImageReadError naming ``name`` when it is empty, not an image, truncated, or above ``max_pixels``."""
+    if not data:
+        raise ImageReadError(f"{name}: empty, no image data")
+    return to_rgb(_decode(io.BytesIO(data), name, max_pixels))
+
+
+def _decode(file: BinaryIO, name: str | Path, max_pixels: int | None = None) -> Image.Image:
+    """Decode an open image file, refusing more than ``max_pixels`` (checked before decoding)."""
+    try:
+        img = Image.open(file)
+        if max_pixels is not None and img.width * img.height > max_pixels:
+            raise ImageReadError(
+                f"{name}: {img.width}x{img.height} pixels, above the limit of {max_pixels} (a decompression bomb?)"
+            )
+        img.load()
+    except ImageReadError:
+        raise
     except Image.DecompressionBombError:
         raise ImageReadError(
-            f"{path}: refusing to decode, it declares more than twice PIL's limit of {Image.MAX_IMAGE_PIXELS} pixels "
+            f"{name}: refusing to decode, it declares more than twice PIL's limit of {Image.MAX_IMAGE_PIXELS} pixels "
             "(a decompression bomb?)"
         ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ImageReadError(f"{path}: not a readable image ({err})") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(f"{name}: not an image (no format PIL reads)") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageReadError(f"{name}: not a readable image ({err})") from None
     return img
 
 

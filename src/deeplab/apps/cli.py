@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import threading
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -298,6 +300,43 @@ def evaluate_cmd(
                 click.echo(f"wrote {plot_trimap(runs, Path(outdir) / 'trimap_compare.png')}")
         finally:
             cleanup()
+
+
+@main.command("serve")
+@weights_option(
+    required=False,
+    help=f"Checkpoint file (any layout) or shipped weights' name (default: {DEFAULT_WEIGHTS}).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every one).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Processes, each with its model.")
+@segmenter_options
+@click.option("--max-batch", type=click.IntRange(1), default=8, show_default=True, help="Images per network batch.")
+@click.option("--max-wait-ms", type=click.FloatRange(0), default=10, show_default=True, help="Wait to fill a batch.")
+@click.option("--max-queue", type=click.IntRange(1), default=64, show_default=True, help="Requests waiting; then 503.")
+@click.option("--max-upload-mb", type=POSITIVE, default=20, show_default=True, help="Largest upload accepted.")
+def serve_command(weights, host, port, workers, segmenter, max_batch, max_wait_ms, max_queue, max_upload_mb) -> None:
+    """Serve segmentation over HTTP: POST /v1/segment, a web page at /, /metrics, /healthz, /readyz."""
+    try:
+        import uvicorn
+
+        from deeplab.apps.serve import SETTINGS_ENV, ServeSettings
+    except ImportError as err:
+        raise click.ClickException(f"deeplab serve needs the extra: pip install 'deeplab[serve]' ({err.name} missing)")
+    settings = ServeSettings(weights or DEFAULT_WEIGHTS, segmenter, max_batch, max_wait_ms, max_queue, max_upload_mb)
+    with one_line_errors(), naming(settings.weights):
+        load_model(settings.weights)  # a bad checkpoint fails here, in one line, before any worker starts
+    os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))
+    click.echo(f"deeplab: serving {settings.weights} on http://{host}:{port}/ ({workers} worker(s))", err=True)
+    uvicorn.run(
+        "deeplab.apps.serve:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        timeout_graceful_shutdown=10,
+        log_level="warning",
+    )
 
 
 @main.command("models")
