@@ -211,3 +211,24 @@ print(json.dumps([message, (out / "last.pt").read_bytes() == before, sorted(p.na
         == f"{tmp_path / 'last.pt'}: cannot write (no space left on the device, or over a file size limit); any earlier file is unchanged"
     )
     assert unchanged and files == ["last.pt"]
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_an_int8_graph_travels_with_its_weights(tmp_path, suffix):
+    """deeplab quantize's graph is stored in the checkpoint (tensors of bytes, safetensors too), loads
+    back with the weights, and is dropped when overrides change the network it was made for."""
+    model = build_model("deeplabv3-mobilenetv2", num_classes=3, width_mult=0.25)
+    model.meta.int8 = {
+        "xml": torch.arange(5, dtype=torch.uint8),
+        "bin": torch.arange(7, dtype=torch.uint8),
+        "tools": "t",
+        "images": 4,
+    }
+    save_model(tmp_path / f"q{suffix}", model)
+    loaded = load_model(tmp_path / f"q{suffix}").meta.int8
+    assert torch.equal(loaded["xml"], model.meta.int8["xml"]) and torch.equal(loaded["bin"], model.meta.int8["bin"])
+    assert loaded["images"] == 4 and load_model(tmp_path / f"q{suffix}", output_stride=8).meta.int8 is None
+    assert (
+        "int8:     calibrated on 4 images (t)"
+        in CliRunner().invoke(main, ["info", str(tmp_path / f"q{suffix}")]).output
+    )

@@ -35,6 +35,7 @@ class CheckpointError(ValueError):
     """A file that cannot be read or written as a checkpoint; the message names the file."""
 
 
+INT8_XML, INT8_BIN = "__int8__.xml", "__int8__.bin"  # the int8 graph's bytes in a .safetensors file
 READABLE = "deeplab reads .pt/.pth (ours and the peers' layouts), .safetensors, .caffemodel and .tflite"
 NOT_CHECKPOINTS = {  # files people pass as --weights by mistake
     ".onnx": "ONNX model (deeplab exports these, it does not read them)",
@@ -89,6 +90,8 @@ def _read_safetensors(path: Path) -> dict[str, Any]:
         meta = json.loads(metadata["deeplab"])
     except json.JSONDecodeError:
         raise CheckpointError(f"{path}: the 'deeplab' metadata is not JSON") from None
+    if isinstance(meta, dict) and isinstance(meta.get("int8"), dict) and INT8_XML in state and INT8_BIN in state:
+        meta["int8"] = {**meta["int8"], "xml": state.pop(INT8_XML), "bin": state.pop(INT8_BIN)}
     return {**meta, "state_dict": state}
 
 
@@ -129,6 +132,10 @@ def _write_safetensors(path: Path, checkpoint: dict[str, Any]) -> Path:
     """The state dict as tensors, the other JSON-able keys as header metadata (no pickle)."""
     state = {k: v.detach().contiguous().cpu() for k, v in checkpoint["state_dict"].items()}
     meta = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "train_state", "optimizer")}
+    if meta.get("int8"):  # the int8 graph's bytes as tensors, the rest of it as metadata
+        int8 = dict(meta["int8"])
+        state[INT8_XML], state[INT8_BIN] = int8.pop("xml"), int8.pop("bin")
+        meta["int8"] = int8
     try:
         text = json.dumps(meta)
     except TypeError as exc:

@@ -6,7 +6,7 @@ import ctypes
 
 import torch
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")  # int8: a quantised graph on OpenVINO (deeplab quantize)
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -40,11 +40,13 @@ def check_precision(precision: str, device: torch.device) -> None:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "fp16" and device.type == "cpu":
         raise ValueError("precision fp16 needs a GPU; use bf16 (or fp32) on the CPU")
+    if precision == "int8" and device.type != "cpu":
+        raise ValueError("precision int8 runs on the CPU (OpenVINO); use fp16 or bf16 on a GPU")
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
     """The autocast dtype of a precision (None for fp32: no autocast)."""
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return {"fp32": None, "int8": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def fast_bf16() -> bool:

@@ -36,7 +36,7 @@ from deeplab.crf import DenseCRF
 from deeplab.data import DATASETS
 from deeplab.devices import keep_freed_memory
 from deeplab.distributed import cleanup, init_distributed, launched_by_torchrun
-from deeplab.imageio import IMAGE_SUFFIXES, list_images
+from deeplab.imageio import IMAGE_SUFFIXES, list_images, read_image
 from deeplab.inference.onnx import OPSET_RANGE
 from deeplab.models import (
     DEFAULT_WEIGHTS,
@@ -300,6 +300,43 @@ def evaluate_cmd(
                 click.echo(f"wrote {plot_trimap(runs, Path(outdir) / 'trimap_compare.png')}")
         finally:
             cleanup()
+
+
+@main.command("quantize")
+@weights_option()
+@click.option("--calibration", required=True, help="Representative photos: a folder, files or a glob.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    callback=writable_path,
+    help="OUT.pt or .safetensors.",
+)
+@click.option("--max-images", type=click.IntRange(1), default=64, show_default=True, help="Calibration images used.")
+def quantize_command(weights, calibration, output, max_images) -> None:
+    """Calibrate 8-bit inference (NNCF, OpenVINO) on photos; OUTPUT runs with --precision int8."""
+    from deeplab.inference.int8 import MIN_IMAGES, quantize
+
+    if Path(output).suffix not in (".pt", ".pth", ".safetensors"):
+        raise click.BadParameter(f"{output}: write .pt, .pth or .safetensors", param_hint="OUTPUT")
+    with one_line_errors():
+        with naming(weights):
+            model = load_model(weights)
+        paths = list_images([calibration])[:max_images]
+        images = []
+        for path in paths:
+            try:
+                images.append(read_image(path))
+            except ValueError as err:  # named and skipped
+                click.echo(f"deeplab: skipping {err}", err=True)
+        if len(images) < MIN_IMAGES:
+            raise ValueError(
+                f"{calibration}: {len(images)} readable image(s) of {len(paths)}; int8 calibration needs {MIN_IMAGES} or more"
+            )
+        model.meta.int8 = quantize(model, images)
+        save_model(output, model)
+    click.echo(f"wrote {output} (int8 calibrated on {len(images)} images): run it with --precision int8")
 
 
 @main.command("serve")

@@ -65,7 +65,7 @@ def _ours(obj: dict, path: str | os.PathLike) -> Recognised:
         raise CheckpointError(f"{path}: deeplab checkpoint whose arch or config is not a name and a mapping")
     if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
         raise CheckpointError(f"{path}: deeplab checkpoint whose num_classes is {classes!r}, not a positive integer")
-    fields = {k: obj[k] for k in ("classes", "palette", "mean", "std") if k in obj}
+    fields = {k: obj[k] for k in ("classes", "palette", "mean", "std", "int8") if k in obj}
     return Recognised("deeplab checkpoint", obj["arch"], dict(obj["config"]), obj["state_dict"], fields)
 
 

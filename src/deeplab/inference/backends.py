@@ -94,6 +94,14 @@ def choose_backend(backend: str, device: torch.device, precision: str, optimize:
     installed (faster than the torch path there, benchmarks/bench_inference.py), else torch."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if precision == "int8":  # a quantised graph runs on OpenVINO only: never a silent fp32 instead
+        from deeplab.inference.openvino import openvino_available
+
+        if backend not in ("auto", "openvino"):
+            raise ValueError(f"precision int8 runs on the openvino backend, not {backend}")
+        if not openvino_available():
+            raise ValueError("precision int8 runs on OpenVINO: pip install 'deeplab[openvino]'")
+        return "openvino"
     if backend != "auto":
         return backend
     from deeplab.devices import fast_bf16
@@ -113,7 +121,7 @@ def build_chosen(
     try:
         return chosen, build_backend(model, chosen, precision, optimize, compile)
     except Exception as err:
-        if backend != "auto" or chosen == "torch":
+        if backend != "auto" or chosen == "torch" or precision == "int8":
             raise
         warnings.warn(f"OpenVINO cannot run this model ({err}); running it with torch", stacklevel=3)
         return "torch", build_backend(model, "torch", precision, optimize, compile)

@@ -14,6 +14,7 @@ back and compiling well under one (figures: benchmarks/bench_inference.py, docs/
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 import warnings
@@ -31,7 +32,7 @@ from deeplab.inference.onnx import OPSET, onnx_bytes
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+PRECISIONS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: the graph's own int8 ops, the rest f32
 MODEL_FILE = "model.xml"  # OpenVINO's IR in a cache entry (and model.bin beside it)
 
 
@@ -54,13 +55,13 @@ class OpenVinoModel(nn.Module):
         except ImportError:
             raise ValueError("the openvino backend needs the extra: pip install 'deeplab[openvino]'") from None
         if precision not in PRECISIONS:
-            raise ValueError(f"the openvino backend runs fp32 or bf16, not {precision!r}")
+            raise ValueError(f"the openvino backend runs fp32, bf16 or int8, not {precision!r}")
         if precision == "bf16" and not fast_bf16():
             warnings.warn("this CPU has no native bf16 (AVX512-BF16/AMX): OpenVINO will compute in fp32", stacklevel=3)
         self.output_stride = int(getattr(model, "output_stride", 1))
         self.meta = getattr(model, "meta", None)
         core = ov.Core()
-        network, entry = _network(core, model)
+        network, entry = _int8_network(model) if precision == "int8" else _network(core, model)
         if entry is not None:
             core.set_property({"CACHE_DIR": str(entry / "compiled")})
         config = {
@@ -77,6 +78,31 @@ class OpenVinoModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         image = np.ascontiguousarray(x.detach().float().cpu().numpy())
         return torch.from_numpy(np.array(self.compiled(image)[0], copy=True))
+
+
+def _int8_network(model: nn.Module) -> tuple[Any, Path | None]:
+    """The quantised graph a checkpoint carries (``deeplab quantize``), as a cache entry's path."""
+    int8 = getattr(getattr(model, "meta", None), "int8", None)
+    if not int8:
+        raise ValueError(
+            "the model has no int8 graph: make one with "
+            "deeplab quantize --weights W --calibration PHOTOS/ -o W-int8.pt, then use W-int8.pt"
+        )
+    xml, weights = bytes(int8["xml"].numpy()), bytes(int8["bin"].numpy())
+
+    def write(folder: Path) -> None:
+        (folder / "int8.xml").write_bytes(xml)
+        (folder / "int8.bin").write_bytes(weights)
+
+    key = hashlib.sha256(xml + weights).hexdigest()[:32]
+    entry = cache.lookup("openvino-int8", key) or cache.store("openvino-int8", key, write)
+    if entry is not None:
+        return str(entry / "int8.xml"), entry
+    with tempfile.TemporaryDirectory() as tmp:  # the cache is off: read it from a temporary copy
+        write(Path(tmp))
+        import openvino as ov
+
+        return ov.Core().read_model(str(Path(tmp) / "int8.xml")), None
 
 
 def _network(core: Any, model: nn.Module) -> tuple[Any, Path | None]:

@@ -54,6 +54,8 @@ def load_model(path: str | os.PathLike, **overrides: Any) -> DeepLab:
         model.meta.palette = [tuple(c) for c in fields.get("palette", model.meta.palette)]
     model.meta.mean = tuple(fields.get("mean", model.meta.mean))
     model.meta.std = tuple(fields.get("std", model.meta.std))
+    if "int8" in fields and not overrides:  # the quantised graph holds these weights, as built
+        model.meta.int8 = fields["int8"]
     return model.eval()
 
 
@@ -146,6 +148,7 @@ def save_model(path: str | os.PathLike, model: nn.Module, **extra: Any) -> Path:
         "palette": [tuple(int(v) for v in c) for c in meta.palette],
         "mean": tuple(float(v) for v in meta.mean),
         "std": tuple(float(v) for v in meta.std),
+        **({"int8": meta.int8} if meta.int8 else {}),
         **extra,
     }
     return write_checkpoint(path, checkpoint)
@@ -169,6 +172,8 @@ def describe_checkpoint(path: str | os.PathLike) -> str:
         f"classes:  {len(classes)}: {', '.join(classes[:25])}" + (" ..." if len(classes) > 25 else ""),
         f"mean/std: {tuple(meta['mean'])} / {tuple(meta['std'])}",
     ]
+    if meta.get("int8"):
+        lines.append(f"int8:     calibrated on {meta['int8']['images']} images ({meta['int8']['tools']})")
     known = {"format", "version", "arch", "config", "state_dict", *found.fields}
     extra = []
     if found.kind == "deeplab checkpoint":

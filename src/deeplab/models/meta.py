@@ -19,6 +19,7 @@ class ModelMeta:
     palette: list[tuple[int, int, int]]
     mean: tuple[float, float, float] = field(default=IMAGENET_MEAN)
     std: tuple[float, float, float] = field(default=IMAGENET_STD)
+    int8: dict[str, Any] | None = None  # the quantised graph of these weights (``deeplab quantize``), if any
 
 
 def default_meta(arch: str, config: dict[str, Any]) -> ModelMeta:
