@@ -28,7 +28,10 @@ def test_precisions_per_device():
     with pytest.raises(ValueError, match="fp16 needs a GPU"):
         Segmenter(TinyNet(), precision="fp16", device="cpu")
     with pytest.raises(ValueError, match="precision must be one of"):
-        check_precision("int8", torch.device("cpu"))
+        check_precision("int4", torch.device("cpu"))
+    check_precision("int8", torch.device("cpu"))  # a quantised graph on OpenVINO (tests/inference/test_int8.py)
+    with pytest.raises(ValueError, match="int8 runs on the CPU"):
+        check_precision("int8", torch.device("cuda"))
 
 
 def test_cli_rejects_absent_and_unknown_devices_before_any_work(tmp_path):

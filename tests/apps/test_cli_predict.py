@@ -56,7 +56,7 @@ def test_corrupt_image_fails_alone_and_is_listed(images, tmp_path, tiny_weights)
     result = _run("predict", "--weights", "w.pt", images, "-o", tmp_path / "out")
     assert result.exit_code == 1
     assert "2 of 3 images segmented" in result.output
-    assert "1 failed" in result.output and "c.png: not a readable image" in result.output
+    assert "1 failed" in result.output and "c.png: not an image (no format PIL reads)" in result.output
     assert (tmp_path / "out" / "a.png").exists() and (tmp_path / "out" / "b.png").exists()
 
 

@@ -32,7 +32,7 @@ from deeplab.crf import DenseCRF
 from deeplab.devices import autocast_dtype, check_precision, fast_bf16, resolve_device
 from deeplab.imageio import as_rgb
 from deeplab.inference.backends import build_chosen
-from deeplab.inference.tiling import axis_plan, ramp, window_starts
+from deeplab.inference.tiling import axis_plan, ramp, resample, window_starts
 
 DEFAULT_TILE = (513, 513)
 FUSIONS = ("mean", "max")  # DeepLab v3's mean of probabilities, v2's max of logits
@@ -270,8 +270,9 @@ class Segmenter:
         cols = axis_plan(box[2], box[3], width, scaled[1], self.output_stride)
         to_rows, to_cols, back_rows, back_cols = (m.to(self.device) for m in (rows[1], cols[1], rows[2], cols[2]))
         x = self._normalise(rgb[rows[0], cols[0]])
-        x = torch.einsum("ih,nchw,jw->ncij", to_rows, x, to_cols)
-        return self._flip_mean(torch.einsum("ih,fnchw,jw->fncij", back_rows, self._run_flipped(x), back_cols))
+        x = resample(resample(x, to_rows, -2), to_cols, -1)
+        out = self._run_flipped(x)
+        return self._flip_mean(resample(resample(out, back_rows, -2), back_cols, -1))
 
     def _images_per_pass(self, scaled: tuple[int, int], count: int) -> int:
         """How many of ``count`` images of this network-input size go through one forward pass: on
