@@ -8,6 +8,7 @@ import random
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from deeplab.train.loss import cross_entropy, segmentation_loss
@@ -656,3 +657,57 @@ def test_a_diverging_run_never_leaves_a_checkpoint_that_predicts_nan(tmp_path, l
     if (tmp_path / "last.pt").exists():
         probs = Segmenter(load_model(tmp_path / "last.pt"), backend="torch")(_shapes(1)[0][0]).probs
         assert np.isfinite(probs).all()
+
+
+def test_class_weights_move_the_loss_the_way_they_should():
+    """Up-weighting the class the network gets most wrong raises the loss; equal weights change nothing."""
+    from deeplab.train.loss import cross_entropy
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 8, 8)
+    target = torch.randint(0, 3, (2, 8, 8))
+    target[0, 0, :4] = 255
+    plain = cross_entropy(logits, target)
+    per_pixel = F.cross_entropy(logits, target, ignore_index=255, reduction="none")
+    per_class = [per_pixel[target == c].mean() for c in range(3)]
+    worst = int(torch.stack(per_class).argmax())
+    weights = torch.ones(3)
+    assert cross_entropy(logits, target, class_weights=weights) == pytest.approx(float(plain), rel=1e-6)
+    weights[worst] = 5.0
+    assert cross_entropy(logits, target, class_weights=weights) > plain
+
+
+def test_top_k_keeps_exactly_that_share_of_the_pixels():
+    from deeplab.train.loss import cross_entropy, top_k_share
+
+    torch.manual_seed(1)
+    logits, target = torch.randn(1, 4, 10, 10), torch.randint(0, 4, (1, 10, 10))
+    per_pixel = F.cross_entropy(logits, target, reduction="none").flatten()
+    hardest = per_pixel.sort(descending=True).values[:25]  # 25% of 100 pixels
+    assert cross_entropy(logits, target, top_k=0.25) == pytest.approx(float(hardest.mean()), rel=1e-6)
+    assert cross_entropy(logits, target, top_k=0.25) > cross_entropy(logits, target)
+    assert [top_k_share(i, 0.25, 100) for i in (0, 50, 100, 200)] == [1.0, 0.625, 0.25, 0.25]
+    assert top_k_share(0, 0.25, 0) == 0.25
+
+
+def test_auto_class_weights_are_median_frequency_and_kept_in_the_run(tmp_path):
+    import json
+
+    from deeplab.train.loss import median_frequency_weights
+
+    # frequencies 0.6, 0.3, 0.2 (the last class never seen): median 0.3
+    assert median_frequency_weights(np.array([60, 30, 10, 0]), np.array([100, 100, 50, 0])) == pytest.approx(
+        [0.5, 1.0, 1.5, 1.0]
+    )
+    trainer = Trainer.from_config(_config(tmp_path, "loss.class_weights=auto"), train_set=_shapes(), progress=False)
+    stored = json.loads((tmp_path / "class_weights.json").read_text())
+    assert stored["classes"] == list(_shapes().classes) and len(stored["weights"]) == 7
+    assert torch.allclose(trainer.class_weights, torch.tensor(stored["weights"]))
+    with pytest.raises(ValueError, match="loss.class_weights has 2 weights, the data set 7 classes"):
+        Trainer.from_config(_config(tmp_path, "loss.class_weights=[1, 2]"), train_set=_shapes(), progress=False)
+    trainer = Trainer.from_config(
+        _config(tmp_path, "loss.top_k_percent_pixels=0.3", "loss.hard_example_mining_step=2", "train.iterations=3"),
+        train_set=_shapes(),
+        progress=False,
+    )
+    assert trainer.fit().iterations == 3  # trains with mining

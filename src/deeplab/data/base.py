@@ -169,6 +169,19 @@ def _takes_rng(transform: Callable) -> bool:
         return False
 
 
+def class_frequencies(dataset: Any, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels of each class, pixels of the images holding it) over a data set's masks (ignored
+    pixels left out): what median-frequency class weights are made of."""
+    num_classes = len(dataset.classes)
+    pixels, image_pixels = np.zeros(num_classes, np.int64), np.zeros(num_classes, np.int64)
+    for i in tqdm(range(len(dataset)), desc="class frequencies", unit="img", disable=not progress, dynamic_ncols=True):
+        mask = np.asarray(dataset[i][1] if not hasattr(dataset, "load") else dataset.load(i)[1])
+        counts = np.bincount(mask[mask < num_classes].ravel(), minlength=num_classes)[:num_classes]
+        pixels += counts
+        image_pixels[counts > 0] += int(counts.sum())
+    return pixels, image_pixels
+
+
 def scan_masks(dataset: SegmentationDataset, progress: bool = False) -> np.ndarray:
     """Pre-training scan: every image and mask decoded and checked; returns pixel counts per class."""
     return dataset.validate(progress)

@@ -133,6 +133,24 @@ class TrainConfig:
 
 
 @dataclass
+class LossConfig:
+    """The loss: cross entropy over the labelled pixels, optionally weighted and mined.
+
+    Attributes:
+        class_weights: null (every class 1), "auto" (median-frequency balancing, computed once from
+            the training masks and written to OUTPUT/class_weights.json), or one weight per class.
+        top_k_percent_pixels: the share of pixels with the largest loss that count (TensorFlow
+            DeepLab's hard-pixel mining); 1.0 = every pixel.
+        hard_example_mining_step: iterations over which that share goes linearly from 1.0 down to
+            top_k_percent_pixels; 0 = from the first iteration.
+    """
+
+    class_weights: str | list[float] | None = None
+    top_k_percent_pixels: float = 1.0
+    hard_example_mining_step: int = 0
+
+
+@dataclass
 class Config:
     """A whole training run.
 
@@ -141,12 +159,14 @@ class Config:
         model: see ModelConfig.
         data: see DataConfig.
         train: see TrainConfig.
+        loss: see LossConfig.
     """
 
     output: str = "runs/deeplab"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
 
 
 _CHOICES = {
@@ -263,8 +283,13 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(value, inner, key, source)
+        inner = [a for a in args if a is not type(None)]
+        for kind in inner[:-1]:  # the first type the value fits (e.g. "auto" or a list of weights)
+            try:
+                return _coerce(value, kind, key, source)
+            except ConfigError:
+                continue
+        return _coerce(value, inner[-1], key, source)
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
@@ -303,5 +328,16 @@ def _check_values(cfg: Config, source: str) -> None:
         raise ConfigError(f"{source}: data.scale_range must be [min, max] with 0 < min <= max")
     if cfg.train.batch_size % cfg.train.accumulate:
         raise ConfigError(f"{source}: train.batch_size must be a multiple of train.accumulate")
+    weights = cfg.loss.class_weights
+    if isinstance(weights, str) and weights != "auto":
+        raise ConfigError(f"{source}: loss.class_weights must be auto, a list of weights or null, got {weights!r}")
+    if isinstance(weights, list) and (not weights or min(weights) < 0):
+        raise ConfigError(f"{source}: loss.class_weights must be non-negative numbers, got {weights!r}")
+    if not 0 < cfg.loss.top_k_percent_pixels <= 1:
+        raise ConfigError(
+            f"{source}: loss.top_k_percent_pixels must lie in (0, 1], got {cfg.loss.top_k_percent_pixels!r}"
+        )
+    if cfg.loss.hard_example_mining_step < 0:
+        raise ConfigError(f"{source}: loss.hard_example_mining_step must be >= 0")
     if cfg.model.aux and cfg.model.train_scales:
         raise ConfigError(f"{source}: model.aux cannot be combined with model.train_scales (MSC)")

@@ -9,6 +9,7 @@ the iteration counter for a resumed run to end with the same weights as an unint
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 from collections.abc import Callable
@@ -23,8 +24,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from deeplab import forks
+from deeplab.atomic import atomic_write
 from deeplab.checkpoint import non_finite_keys, read_checkpoint
-from deeplab.data import DatasetError, TrainTransform, build_dataset, scan_masks
+from deeplab.data import DatasetError, TrainTransform, build_dataset, class_frequencies, scan_masks
 from deeplab.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from deeplab.evaluation import accumulate
 from deeplab.inference import Segmenter
@@ -32,7 +34,7 @@ from deeplab.metrics import scores
 from deeplab.models import DeepLab, MultiScale, build_model, load_weights, save_model
 from deeplab.train.config import Config, config_to_dict
 from deeplab.train.log import RunLog
-from deeplab.train.loss import segmentation_loss
+from deeplab.train.loss import median_frequency_weights, segmentation_loss, top_k_share
 from deeplab.train.optim import PolyLR, build_sgd, set_bn_mode
 from deeplab.train.sampling import IterationBatches, SampleFailure, SampleStream, collate, mix_seed, seed_all
 
@@ -98,6 +100,7 @@ class Trainer:
         self.optimizer = build_sgd(self.model, base_lr, t.momentum, t.weight_decay, t.head_lr_mult)
         self.scheduler = PolyLR(self.optimizer, t.iterations, t.lr_power)
         self.scaler = torch.amp.GradScaler("cuda") if t.precision == "fp16" else None
+        self.class_weights = self._class_weights()
         self.iteration = 0
         self.best_miou: float | None = None
         self._good: list[torch.Tensor] | None = None  # see _remember_good_state
@@ -132,6 +135,25 @@ class Trainer:
         return cls(config, model, train_set, val_set, dist=dist, progress=progress, on_checkpoint=on_checkpoint)
 
     # -- setup -----------------------------------------------------------------------------
+    def _class_weights(self) -> torch.Tensor | None:
+        """loss.class_weights as a tensor: a given list (one per class), or "auto": median-frequency
+        balancing over the training masks, computed once and kept in OUTPUT/class_weights.json."""
+        wanted, classes = self.cfg.loss.class_weights, list(self.train_set.classes)
+        if wanted is None:
+            return None
+        if wanted == "auto":
+            path = self.output / "class_weights.json"
+            stored = json.loads(path.read_text()) if path.is_file() else None
+            if stored is None or stored.get("classes") != classes:
+                pixels, image_pixels = class_frequencies(self.train_set, self.progress and self.dist.is_main)
+                stored = {"classes": classes, "weights": median_frequency_weights(pixels, image_pixels)}
+                if self.dist.is_main:
+                    atomic_write(path, lambda f: f.write(json.dumps(stored, indent=1).encode()))
+            wanted = stored["weights"]
+        if len(wanted) != len(classes):
+            raise ValueError(f"loss.class_weights has {len(wanted)} weights, the data set {len(classes)} classes")
+        return torch.tensor(wanted, dtype=torch.float32, device=self.dist.device)
+
     def _set_meta(self) -> None:
         meta = self.model.meta
         meta.classes = list(self.train_set.classes)
@@ -251,7 +273,10 @@ class Trainer:
                 with self._autocast():  # the output is a dict: {"out", "aux"?} or MSC's {"out", "per_scale"}
                     out = self.net(x.to(self.dist.device, non_blocking=True), **self._forward_kwargs)
                 target = y.to(self.dist.device, non_blocking=True)
-                loss = segmentation_loss(out, target, t.aux_weight) / len(micro_batches)
+                top_k = top_k_share(
+                    self.iteration, self.cfg.loss.top_k_percent_pixels, self.cfg.loss.hard_example_mining_step
+                )
+                loss = segmentation_loss(out, target, t.aux_weight, self.class_weights, top_k) / len(micro_batches)
                 (self.scaler.scale(loss) if self.scaler else loss).backward()
             total += loss.detach()
         loss_value = all_reduce_sum(total, self.dist).item() / self.dist.world_size
