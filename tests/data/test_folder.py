@@ -114,3 +114,27 @@ def test_scan_decodes_images_fully(tmp_path):
     (tmp_path / "images" / "a.jpg").write_bytes(data[: len(data) // 2])
     with pytest.raises(DatasetError, match=r"1 of 1 samples are bad; first: .*a\.jpg: not a readable image"):
         scan_masks(build_dataset("folder", tmp_path, None))
+
+
+def test_named_palettes_need_no_classes_file(tmp_path):
+    """Masks in PASCAL VOC or Cityscapes colours decode to the same indices as an index PNG."""
+    import numpy as np
+    import pytest
+    from PIL import Image
+
+    from deeplab.data import DatasetError
+    from deeplab.data.classes import named_palettes
+    from deeplab.data.folder import FolderDataset
+
+    for name, (classes, colours, void) in named_palettes().items():
+        root = tmp_path / name
+        (root / "images").mkdir(parents=True)
+        (root / "masks").mkdir()
+        labels = np.array([[0, 1, 2], [3, 255, 1]], np.uint8)
+        rgb = np.array([[colours[v] if v != 255 else void for v in row] for row in labels], np.uint8)
+        Image.fromarray(np.zeros((2, 3, 3), np.uint8)).save(root / "images" / "a.png")
+        Image.fromarray(rgb).save(root / "masks" / "a.png")
+        data = FolderDataset(root, palette=name)
+        assert data.classes == classes and np.array_equal(data[0][1], labels)
+    with pytest.raises(DatasetError, match="unknown palette 'ade'; named palettes: voc, cityscapes"):
+        FolderDataset(tmp_path / "voc", palette="ade")

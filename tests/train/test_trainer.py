@@ -711,3 +711,58 @@ def test_auto_class_weights_are_median_frequency_and_kept_in_the_run(tmp_path):
         progress=False,
     )
     assert trainer.fit().iterations == 3  # trains with mining
+
+
+@pytest.mark.slow
+def test_fine_tuning_the_real_weights_on_a_folder_of_palette_masks(tmp_path):
+    """configs/finetune-folder.yaml in one command: the shipped .tflite weights, VOC-coloured masks
+    read through the named palette, three iterations, then resumed exactly."""
+    import shutil
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from deeplab.apps.cli import main
+    from deeplab.checkpoint import read_checkpoint
+
+    photos = Path(deeplab_assets()) / "photos"
+    for sub in ("images", "masks"):
+        (tmp_path / "data" / sub).mkdir(parents=True)
+    for n in ("1", "23", "114"):
+        shutil.copy(photos / f"voc-{n}.png", tmp_path / "data" / "images" / f"{n}.png")
+        shutil.copy(photos / f"voc-{n}_target.png", tmp_path / "data" / "masks" / f"{n}.png")
+    config = Path(__file__).resolve().parents[2] / "configs" / "finetune-folder.yaml"
+    common = [
+        "train",
+        "--config",
+        str(config),
+        f"data.root={tmp_path / 'data'}",
+        "data.crop_size=97",
+        "train.batch_size=2",
+    ]
+    common += ["train.checkpoint_every=3", "--quiet"]
+    straight = CliRunner().invoke(main, [*common, "train.iterations=6", "--output", str(tmp_path / "straight")])
+    assert straight.exit_code == 0, straight.output
+    overrides = [*common[3:-1], "train.iterations=6", f"output={tmp_path / 'split'}"]
+    stopped = Trainer.from_config(load_config(str(config), overrides), progress=False)
+    step = stopped.step
+
+    def crash_at_4(batches):  # killed during iteration 4, after the checkpoint of iteration 3
+        if stopped.iteration == 3:
+            raise KeyboardInterrupt
+        return step(batches)
+
+    stopped.step = crash_at_4
+    with pytest.raises(KeyboardInterrupt):
+        stopped.fit()
+    second = CliRunner().invoke(main, [*common, "train.iterations=6", "--output", str(tmp_path / "split"), "--resume"])
+    assert second.exit_code == 0, second.output
+    a, b = (read_checkpoint(tmp_path / d / "last.pt") for d in ("straight", "split"))
+    assert a["arch"] == "deeplabv3-mobilenetv2-tf" and a["classes"][3] == "bird"
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+
+
+def deeplab_assets() -> str:
+    from importlib import resources
+
+    return str(resources.files("deeplab") / "assets")

@@ -39,3 +39,13 @@ swimming pool|stool|barrel|basket|waterfall|tent|bag|minibike|cradle|oven|ball|f
 trade name|microwave|pot|animal|bicycle|lake|dishwasher|screen|blanket|sculpture|hood|sconce|vase|
 traffic light|tray|ashcan|fan|pier|crt screen|plate|monitor|bulletin board|shower|radiator|glass|
 clock|flag""".replace("\n", "").split("|")
+
+
+def named_palettes() -> dict[str, tuple[list[str], list[tuple[int, int, int]], tuple[int, int, int]]]:
+    """Masks stored as a known data set's colours: name -> (classes, their colours, the ignored colour)."""
+    from deeplab.palette import VOC_CLASSES, VOC_VOID, voc_palette
+
+    return {
+        "voc": (list(VOC_CLASSES), voc_palette(len(VOC_CLASSES)), VOC_VOID),
+        "cityscapes": ([name for _, name, _ in CITYSCAPES], [colour for _, _, colour in CITYSCAPES], (0, 0, 0)),
+    }

@@ -5,7 +5,8 @@ just `name`) or root/classes.yaml (a list of names, of {name, color}, or a name 
 mapping). A class named `ignore` or `void` gives the colour of ignored pixels (label 255). Masks
 are index PNGs (palette or gray: the pixel value is the class) or RGB PNGs mapped by the colours.
 Splits: root/{split}.txt listing file stems, or root/{split}/images + root/{split}/masks;
-split None (or "all") takes every image.
+split None (or "all") takes every image. ``palette="voc"`` or ``"cityscapes"`` (data.options)
+reads masks stored in that data set's colours without a classes file.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from deeplab.data.base import (
     apply_table,
     lookup_table,
 )
+from deeplab.data.classes import named_palettes
 from deeplab.imageio import IMAGE_SUFFIXES, ImageReadError, read_image, read_mask
 from deeplab.palette import voc_palette
 
@@ -88,6 +90,7 @@ class FolderDataset(SegmentationDataset):
         transform: Callable | None = None,
         seed: int = 0,
         classes_file: str | Path | None = None,
+        palette: str | None = None,
     ) -> None:
         super().__init__(transform, seed)
         root = Path(root)
@@ -95,7 +98,10 @@ class FolderDataset(SegmentationDataset):
         for sub in ("images", "masks"):
             if not (base / sub).is_dir():
                 raise DatasetError(f"{base / sub}: no such folder (folder layout: images/ and masks/)")
-        self._read_classes(classes_file, base, root)
+        if palette is not None:
+            self._named_palette(palette)
+        else:
+            self._read_classes(classes_file, base, root)
         images = _by_stem(base / "images", IMAGE_SUFFIXES)
         masks = _by_stem(base / "masks", (".png",))
         stems = self._split_stems(root, base, split, images)
@@ -109,6 +115,14 @@ class FolderDataset(SegmentationDataset):
         self.images = [images[s] for s in stems]
         self.masks = [masks[s] for s in stems]
 
+    def _named_palette(self, name: str) -> None:
+        """Classes and colours of a known data set (masks stored in its colours); no classes file."""
+        palettes = named_palettes()
+        if name not in palettes:
+            raise DatasetError(f"unknown palette {name!r}; named palettes: {', '.join(palettes)}")
+        classes, colours, ignore = palettes[name]
+        self._set_classes(classes, list(colours), ignore, f"the {name} palette")
+
     def _read_classes(self, classes_file, base: Path, root: Path) -> None:
         if classes_file is None:
             found = [d / f for d in (base, root) for f in CLASS_FILES if (d / f).is_file()]
@@ -118,7 +132,11 @@ class FolderDataset(SegmentationDataset):
         path = Path(classes_file)
         if not path.is_file():
             raise DatasetError(f"{path}: no such classes file")
-        self.classes, colours, ignore = read_classes(path)
+        classes, colours, ignore = read_classes(path)
+        self._set_classes(classes, colours, ignore, path)
+
+    def _set_classes(self, classes: list[str], colours: list, ignore: tuple | None, source: object) -> None:
+        self.classes = classes
         default = voc_palette(len(self.classes))
         self.palette = [tuple(int(v) for v in (c or default[k])) for k, c in enumerate(colours)]
         indices = [(v, v) for v in range(len(self.classes))] + [(IGNORE_INDEX, IGNORE_INDEX)]
@@ -128,7 +146,7 @@ class FolderDataset(SegmentationDataset):
             keyed[_key(ignore)] = IGNORE_INDEX
         self._colour_keys = np.array(sorted(keyed), dtype=np.int64)
         self._colour_labels = np.array([keyed[k] for k in sorted(keyed)], dtype=np.uint8)
-        self._classes_file = path
+        self._classes_file = source
 
     def _split_stems(self, root: Path, base: Path, split: str | None, images: dict) -> list[str]:
         if base != root or split in (None, "all"):

@@ -28,7 +28,8 @@ class ModelConfig:
     """The network, built with `deeplab.build_model(arch, num_classes=<from the data set>, ...)`.
 
     Attributes:
-        arch: preset name, e.g. "deeplabv2-resnet101", "deeplabv3-resnet101", "deeplabv3plus-mobilenetv2".
+        arch: preset name, e.g. "deeplabv2-resnet101", "deeplabv3-resnet101", "deeplabv3plus-mobilenetv2";
+            null = the architecture of train.init_weights (fine-tuning a published model as it is built).
         output_stride: ratio of input to feature-map resolution (8, 16 or 32); null = preset default.
         multi_grid: unit rates of the last ResNet block, e.g. [1, 2, 4]; null = preset default.
         atrous_rates: ASPP rates, e.g. [6, 12, 18] at output stride 16; null = preset default.
@@ -39,7 +40,7 @@ class ModelConfig:
         options: further keyword arguments of build_model (e.g. width_mult of the MobileNet presets).
     """
 
-    arch: str = "deeplabv3-resnet101"
+    arch: str | None = "deeplabv3-resnet101"
     output_stride: int | None = None
     multi_grid: list[int] | None = None
     atrous_rates: list[int] | None = None

@@ -31,7 +31,7 @@ from deeplab.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init
 from deeplab.evaluation import accumulate
 from deeplab.inference import Segmenter
 from deeplab.metrics import scores
-from deeplab.models import DeepLab, MultiScale, build_model, load_weights, save_model
+from deeplab.models import DeepLab, MultiScale, build_model, load_model, load_weights, save_model
 from deeplab.train.config import Config, config_to_dict
 from deeplab.train.log import RunLog
 from deeplab.train.loss import median_frequency_weights, segmentation_loss, top_k_share
@@ -128,10 +128,11 @@ class Trainer:
         if val_set is None and d.val_split:
             val_set = build_dataset(d.dataset, d.root, d.val_split, **{**d.options, **d.val_options})
         seed_all(mix_seed(t.seed, 0))
+        from_weights = model is None and config.model.arch is None  # built from train.init_weights itself
         if model is None:
             model = build_model_for(config, len(train_set.classes))
-        if t.init_weights:  # any layout load_model reads; a new class count re-initialises the classifier
-            load_weights(model, t.init_weights)
+        if t.init_weights and not from_weights:
+            load_weights(model, t.init_weights)  # any layout; a new class count re-initialises the classifier
         return cls(config, model, train_set, val_set, dist=dist, progress=progress, on_checkpoint=on_checkpoint)
 
     # -- setup -----------------------------------------------------------------------------
@@ -457,6 +458,10 @@ def build_model_for(config: Config, num_classes: int) -> DeepLab:
     kwargs = {k: getattr(m, k) for k in ("output_stride", "multi_grid", "atrous_rates") if getattr(m, k) is not None}
     if m.aux:
         kwargs["aux"] = True
+    if m.arch is None:  # the architecture (and weights) of the checkpoint to fine-tune
+        if not config.train.init_weights:
+            raise ValueError("model.arch is null: give train.init_weights, whose architecture is then used")
+        return load_model(config.train.init_weights, num_classes=num_classes, **kwargs, **m.options)
     if config.train.backbone_weights:
         kwargs["pretrained_backbone"] = config.train.backbone_weights
     return build_model(m.arch, num_classes=num_classes, **kwargs, **m.options)
