@@ -376,6 +376,29 @@ def serve_command(weights, host, port, workers, segmenter, max_batch, max_wait_m
     )
 
 
+@main.group("data")
+def data_group() -> None:
+    """Look at a data set before training on it."""
+
+
+@data_group.command("check")
+@click.option("--dataset", type=click.Choice(list(DATASETS)), required=True, help="The data set's layout.")
+@click.option("--root", help="Its folder.")
+@click.option("--split", default="all", show_default=True, help="The split to check (folder: all = every image).")
+@click.option("--palette", help="Masks in a known data set's colours: voc or cityscapes (folder data sets).")
+@click.option("-o", "--output", default="data-check", show_default=True, type=OUT_DIR, callback=writable_path)
+def data_check_command(dataset, root, split, palette, output) -> None:
+    """Decode every image and mask, list every problem, count the classes; exit 1 if training would fail."""
+    from deeplab.apps.datacheck import check_dataset, format_report, plot_frequencies
+
+    with one_line_errors():
+        report = check_dataset(dataset, root, split, **({"palette": palette} if palette else {}))
+        click.echo(format_report(report))
+        click.echo(f"wrote {plot_frequencies(report, Path(output) / 'class_frequencies.png')}")
+    if report.problems:
+        raise SystemExit(1)
+
+
 @main.command("models")
 @click.option("--size", default=513, show_default=True, help="Input side for the GFLOPs column.")
 def models_command(size: int) -> None:

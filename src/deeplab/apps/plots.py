@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from deeplab.atomic import atomic_write
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write the figure as a PNG, atomically (never a truncated plot under its name)."""
     return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
 
@@ -50,7 +50,7 @@ def plot_training_curves(log_csv: str | Path, out_dir: str | Path) -> list[Path]
             ax2.set_ylabel("learning rate")
         ax.set_title("Training loss")
         ax.grid(alpha=0.3)
-        written.append(_save(fig, Path(out_dir) / "loss.png"))
+        written.append(save_figure(fig, Path(out_dir) / "loss.png"))
     if series.get("val_miou"):
         fig = Figure(figsize=(7, 4))
         ax = fig.add_subplot()
@@ -60,7 +60,7 @@ def plot_training_curves(log_csv: str | Path, out_dir: str | Path) -> list[Path]
         ax.set_ylabel("validation mIoU (%)")
         ax.set_title(f"Validation mIoU (best {100 * max(miou):.1f}%)")
         ax.grid(alpha=0.3)
-        written.append(_save(fig, Path(out_dir) / "miou.png"))
+        written.append(save_figure(fig, Path(out_dir) / "miou.png"))
     return written
 
 
@@ -87,7 +87,7 @@ def plot_class_iou(result: dict, path: str | Path) -> Path:
     ax.axvline(100 * result["miou"], color="tab:red", linestyle="--", label=f"mIoU {100 * result['miou']:.1f}%")
     ax.legend(loc="lower right")
     ax.set_title("IoU per class")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_trimap(results: Sequence[dict], path: str | Path, labels: Sequence[str] | None = None) -> Path:
@@ -106,7 +106,7 @@ def plot_trimap(results: Sequence[dict], path: str | Path, labels: Sequence[str]
     ax.set_title("Accuracy near object boundaries (trimap)")
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion_matrix(matrix: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path) -> Path:
@@ -129,7 +129,7 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], classes: Sequence[str
                 ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=6, color="white" if v > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046)
     ax.set_title("Confusion matrix (rows normalised)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_evaluation(result: dict, out_dir: str | Path) -> list[Path]:
