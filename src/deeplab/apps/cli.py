@@ -88,10 +88,7 @@ class _EchoHandler(logging.Handler):
 
 
 @main.command()
-@weights_option(
-    required=False,
-    help=f"Checkpoint file (any layout: see deeplab info) or shipped weights' name (default: {DEFAULT_WEIGHTS}).",
-)
+@weights_option(shipped_default=True)
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", "outdir", required=True, type=OUT_DIR, callback=writable_path, help="Output folder.")
 @segmenter_options
@@ -340,10 +337,7 @@ def quantize_command(weights, calibration, output, max_images) -> None:
 
 
 @main.command("serve")
-@weights_option(
-    required=False,
-    help=f"Checkpoint file (any layout) or shipped weights' name (default: {DEFAULT_WEIGHTS}).",
-)
+@weights_option(shipped_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every one).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True, help="Processes, each with its model.")

@@ -23,6 +23,7 @@ from deeplab.devices import PRECISIONS, resolve_device
 from deeplab.inference import PRESETS, Segmenter
 from deeplab.inference.backends import BACKENDS
 from deeplab.inference.segmenter import FUSIONS
+from deeplab.models import DEFAULT_WEIGHTS
 
 OUT_DIR = click.Path(file_okay=False)
 POSITIVE = click.FloatRange(0, min_open=True)
@@ -93,14 +94,13 @@ def _threads(ctx: click.Context, param: click.Parameter, value: int | None) -> i
     return value
 
 
-def weights_option(required: bool = True, help: str | None = None) -> Callable:
-    """--weights: a checkpoint file of any layout ``load_model`` reads."""
-    return click.option(
-        "--weights",
-        required=required,
-        type=click.Path(dir_okay=False),
-        help=help or "Checkpoint: ours (.pt, .safetensors), a peer's (see deeplab info) or a .caffemodel.",
-    )
+def weights_option(required: bool = True, help: str | None = None, shipped_default: bool = False) -> Callable:
+    """--weights: a checkpoint file of any layout ``load_model`` reads, or a shipped weights' name;
+    ``shipped_default``: optional, the command then uses ``DEFAULT_WEIGHTS``."""
+    text = "Checkpoint: ours (.pt, .safetensors), a peer's (see deeplab info), .caffemodel, .tflite, or a shipped name"
+    if shipped_default:
+        required, text = False, f"{text} (default: {DEFAULT_WEIGHTS})"
+    return click.option("--weights", required=required, type=click.Path(dir_okay=False), help=help or f"{text}.")
 
 
 device_option = click.option(
