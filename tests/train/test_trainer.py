@@ -766,3 +766,26 @@ def deeplab_assets() -> str:
     from importlib import resources
 
     return str(resources.files("deeplab") / "assets")
+
+
+def test_tensorboard_gets_the_class_ious_and_validation_pictures(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = _config(
+        tmp_path,
+        "train.iterations=2",
+        "train.val_every=2",
+        "train.tensorboard=true",
+        "data.val_split=val",
+        "data.val_options={num_images: 2}",
+        "data.options={size: 64}",
+    )
+    Trainer.from_config(cfg, train_set=_shapes(), progress=False).fit()
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert "val_iou/background" in tags["scalars"] and "val_miou" in tags["scalars"]
+    assert sorted(tags["images"]) == ["val/0", "val/1"]  # two validation images, photo | truth | prediction
+    image = events.Images("val/0")[0]
+    assert image.width == 3 * image.height

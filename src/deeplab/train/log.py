@@ -55,6 +55,16 @@ class RunLog:
             for key, value in row.items():
                 self.writer.add_scalar(key, value, iteration)
 
+    def validation(self, iteration: int, class_iou: dict[str, float], panels: list) -> None:
+        """TensorBoard: each class's validation IoU as a scalar, and photo | truth | prediction panels."""
+        if not (self.enabled and self.writer):
+            return
+        for name, iou in class_iou.items():
+            if iou == iou:  # NaN: the class is in neither the truth nor the predictions
+                self.writer.add_scalar(f"val_iou/{name}", iou, iteration)
+        for k, panel in enumerate(panels):
+            self.writer.add_image(f"val/{k}", panel, iteration, dataformats="HWC")
+
     def plot(self) -> None:
         """Call the plot hook (the application draws loss and mIoU curves) with the log's path."""
         if self.enabled and self.plot_hook is not None:

@@ -39,6 +39,7 @@ from deeplab.train.optim import PolyLR, build_sgd, set_bn_mode
 from deeplab.train.sampling import IterationBatches, SampleFailure, SampleStream, collate, mix_seed, seed_all
 
 log = logging.getLogger(__name__)
+PANELS = 3  # validation images shown in TensorBoard at each validation
 
 
 class NonFiniteLossError(RuntimeError):
@@ -366,17 +367,26 @@ class Trainer:
         finally:
             self.train_mode()
 
-    def validate(self) -> float:
-        """mIoU over the validation set, split across processes; the model is left in train mode.
-
-        Runs on the training device, on the model itself (no copy, no batch-norm folding)."""
+    def validate(self) -> dict[str, Any]:
+        """Scores over the validation set (``metrics.scores``: miou, per_class_iou, ...), split across
+        processes, and ``panels``: a few validation images as photo | truth | prediction (main
+        process only). The model is left in train mode. Runs on the training device, on the model
+        itself (no copy, no batch-norm folding)."""
         seg = Segmenter(self.model, optimize=False, device=self.dist.device)  # puts the model in eval mode
         shard = range(self.dist.rank, len(self.val_set), self.dist.world_size)
         with torch.no_grad():
             cm, _ = accumulate(seg, self.val_set, shard, trimap_widths=None)
+            panels = [self._panel(seg, k) for k in range(min(PANELS, len(self.val_set)))] if self.dist.is_main else []
         matrix = all_reduce_sum(torch.as_tensor(cm.matrix, device=self.dist.device), self.dist)
         self.train_mode()
-        return scores(matrix.cpu().numpy())["miou"]
+        return {**scores(matrix.cpu().numpy()), "panels": panels}
+
+    def _panel(self, seg: Segmenter, index: int) -> np.ndarray:
+        """Validation image ``index`` as photo | truth | prediction, the labels in the data set's colours."""
+        image, mask = self.val_set[index]
+        colours = np.zeros((256, 3), np.uint8)
+        colours[: len(self.val_set.palette)] = np.asarray(self.val_set.palette, np.uint8)
+        return np.concatenate([image, colours[np.asarray(mask)], colours[seg(image).labels]], axis=1)
 
     def fit(self) -> TrainResult:
         """Train from self.iteration to config.train.iterations; checkpoints, validation, logs, plots."""
@@ -416,8 +426,9 @@ class Trainer:
             row.update(loss=float(np.mean(losses)), lr=lr)
             losses.clear()
         if self.val_set is not None and (it % t.val_every == 0 or end):
-            miou = self.validate()
-            row["val_miou"] = miou
+            result = self.validate()
+            miou = row["val_miou"] = result["miou"]
+            log.validation(it, dict(zip(self.val_set.classes, result["per_class_iou"])), result["panels"])
             if self.best_miou is None or miou > self.best_miou:
                 self.best_miou = miou
                 self.save(self.output / "best.pt", resumable=False)
