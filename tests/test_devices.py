@@ -66,7 +66,8 @@ def test_validation_runs_on_the_model_itself(monkeypatch):
     model = build_model("deeplabv3-mobilenetv2", num_classes=7, width_mult=0.25)
     trainer = Trainer(cfg, model, ShapesDataset("train", 2, size=64), ShapesDataset("val", 2, size=64), progress=False)
     trainer.train_mode()
-    assert 0.0 <= trainer.validate() <= 1.0
+    result = trainer.validate()
+    assert 0.0 <= result["miou"] <= 1.0 and len(result["panels"]) == 2
     assert model.training  # back in train mode afterwards
 
 
