@@ -30,9 +30,8 @@ def _folder(root, faults: bool):
         Image.fromarray(np.full((20, 30, 3), 7, np.uint8)).save(root / "masks" / "odd.png")
 
 
-def test_a_clean_folder_passes_and_its_classes_are_counted(tmp_path):
-    _folder(tmp_path / "data", faults=False)
-    args = [
+def _check_args(tmp_path) -> list[str]:
+    return [
         "data",
         "check",
         "--dataset",
@@ -44,6 +43,17 @@ def test_a_clean_folder_passes_and_its_classes_are_counted(tmp_path):
         "-o",
         str(tmp_path / "out"),
     ]
+
+
+def _check_args(tmp_path) -> list[str]:
+    """deeplab data check on tmp_path/data as VOC-coloured masks, pictures into tmp_path/out."""
+    folder, out = str(tmp_path / "data"), str(tmp_path / "out")
+    return ["data", "check", "--dataset", "folder", "--root", folder, "--palette", "voc", "-o", out]
+
+
+def test_a_clean_folder_passes_and_its_classes_are_counted(tmp_path):
+    _folder(tmp_path / "data", faults=False)
+    args = _check_args(tmp_path)
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "4 of 4 samples ready" in result.output and "suggested: loss.class_weights=[" in result.output
@@ -54,18 +64,7 @@ def test_a_clean_folder_passes_and_its_classes_are_counted(tmp_path):
 
 def test_every_planted_fault_is_listed(tmp_path):
     _folder(tmp_path / "data", faults=True)
-    args = [
-        "data",
-        "check",
-        "--dataset",
-        "folder",
-        "--root",
-        str(tmp_path / "data"),
-        "--palette",
-        "voc",
-        "-o",
-        str(tmp_path / "out"),
-    ]
+    args = _check_args(tmp_path)
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1
     assert "4 of 7 samples ready; 3 with problems:" in result.output

@@ -183,6 +183,20 @@ def _model(num_classes: int = 7, dropout: bool = True):
     return model
 
 
+def _kill_during(trainer, iteration: int) -> None:
+    """Run ``trainer.fit()`` as if the process were killed (Ctrl-C) during ``iteration``."""
+    step = trainer.step
+
+    def crashing(batches):
+        if trainer.iteration == iteration - 1:
+            raise KeyboardInterrupt
+        return step(batches)
+
+    trainer.step = crashing
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+
+
 def _weights(path) -> dict:
     from deeplab.checkpoint import read_checkpoint
 
@@ -195,16 +209,7 @@ def test_resume_ends_with_the_same_weights(tmp_path):
 
     cfg = _config(tmp_path / "stopped")
     stopped = Trainer.from_config(cfg, train_set=_shapes(), model=_model(), progress=False)
-    step = stopped.step
-
-    def crash_at_5(batches):  # killed during iteration 5, after the checkpoint of iteration 3
-        if stopped.iteration == 4:
-            raise KeyboardInterrupt
-        return step(batches)
-
-    stopped.step = crash_at_5
-    with pytest.raises(KeyboardInterrupt):
-        stopped.fit()
+    _kill_during(stopped, 5)  # after the checkpoint of iteration 3
     resumed = Trainer.from_config(cfg, train_set=_shapes(), model=_model(), progress=False)
     resumed.resume(tmp_path / "stopped" / "last.pt")
     assert resumed.iteration == 3
@@ -745,16 +750,7 @@ def test_fine_tuning_the_real_weights_on_a_folder_of_palette_masks(tmp_path):
     assert straight.exit_code == 0, straight.output
     overrides = [*common[3:-1], "train.iterations=6", f"output={tmp_path / 'split'}"]
     stopped = Trainer.from_config(load_config(str(config), overrides), progress=False)
-    step = stopped.step
-
-    def crash_at_4(batches):  # killed during iteration 4, after the checkpoint of iteration 3
-        if stopped.iteration == 3:
-            raise KeyboardInterrupt
-        return step(batches)
-
-    stopped.step = crash_at_4
-    with pytest.raises(KeyboardInterrupt):
-        stopped.fit()
+    _kill_during(stopped, 4)  # after the checkpoint of iteration 3
     second = CliRunner().invoke(main, [*common, "train.iterations=6", "--output", str(tmp_path / "split"), "--resume"])
     assert second.exit_code == 0, second.output
     a, b = (read_checkpoint(tmp_path / d / "last.pt") for d in ("straight", "split"))

@@ -158,7 +158,7 @@ class DeepLabV3Head(nn.Sequential):
         channels: int = 256,
         aspp: ASPP | None = None,
     ) -> None:
-        pyramid = aspp if aspp is not None else ASPP(in_channels, atrous_rates, channels)
+        pyramid = aspp or ASPP(in_channels, atrous_rates, channels)
         super().__init__(
             pyramid,
             *conv_bn_relu(pyramid.out_channels, channels, 3),
@@ -182,7 +182,7 @@ class ASPPHead(nn.Sequential):
         channels: int = 256,
         aspp: ASPP | None = None,
     ) -> None:
-        pyramid = aspp if aspp is not None else ASPP(in_channels, atrous_rates, channels)
+        pyramid = aspp or ASPP(in_channels, atrous_rates, channels)
         super().__init__(pyramid, classifier_conv(pyramid.out_channels, num_classes))
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
