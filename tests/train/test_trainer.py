@@ -514,6 +514,23 @@ def test_backbone_weights_from_torchvision(tmp_path, tv):
     assert torch.equal(first_conv.detach(), expected)
 
 
+def test_backbone_weights_from_the_shipped_real_weights(tmp_path, caplog):
+    """train.backbone_weights takes the backbone of any checkpoint load_model reads (here the shipped
+    .tflite by name): the backbone starts from it, the data are normalised as its features expect."""
+    import logging
+
+    cfg = _config(tmp_path, "train.iterations=1", "train.backbone_weights=voc-mobilenetv2", "model.options={}")
+    with caplog.at_level(logging.INFO, logger="deeplab"):
+        trainer = Trainer.from_config(cfg, train_set=_shapes(), progress=False)
+    count = len(trainer.model.backbone.state_dict())
+    assert f"voc-mobilenetv2: {count} backbone tensors from the backbone of a deeplabv3-mobilenetv2-tf" in caplog.text
+    assert trainer.model.meta.mean[0] == pytest.approx(128 / 255)
+    trainer.fit()
+    from deeplab.models import load_model
+
+    assert load_model(tmp_path / "last.pt").meta.mean == trainer.model.meta.mean  # travels with the weights
+
+
 def test_best_checkpoint_is_small_and_loads(tmp_path):
     from deeplab.checkpoint import read_checkpoint
     from deeplab.models import load_model
@@ -534,17 +551,24 @@ def test_best_checkpoint_is_small_and_loads(tmp_path):
     assert model.meta.classes == _shapes().classes and len(model.meta.palette) == 7
 
 
-def test_init_weights_reads_any_layout_and_reinitialises_a_new_classifier(tmp_path):
+def test_init_weights_reads_any_layout_and_reinitialises_a_new_classifier(tmp_path, caplog):
     """train.init_weights goes through load_model's reader: a peer's layout (VainF's MobileNetV2 keys
-    here) starts training, and a checkpoint with another class count re-initialises the classifier."""
+    here) starts training, and a checkpoint with another class count re-initialises the classifier,
+    reported in one line."""
+    import logging
+
     from deeplab.models import build_model, save_model
 
     source = _model(num_classes=3)
     save_model(tmp_path / "three.pt", source)
     with pytest.warns(UserWarning, match="re-initialised classifier layers classifier.4"):
-        trainer = Trainer.from_config(
-            _config(tmp_path, f"train.init_weights={tmp_path / 'three.pt'}"), train_set=_shapes(), progress=False
-        )
+        with caplog.at_level(logging.INFO, logger="deeplab"):
+            trainer = Trainer.from_config(
+                _config(tmp_path, f"train.init_weights={tmp_path / 'three.pt'}"), train_set=_shapes(), progress=False
+            )
+    loaded = len(source.state_dict()) - 2  # all but classifier.4's weight and bias
+    assert f"three.pt: {loaded} tensors from a deeplabv3-mobilenetv2" in caplog.text
+    assert "freshly initialised: classifier.4" in caplog.text
     ours, theirs = trainer.model.state_dict(), source.state_dict()
     assert torch.equal(ours["backbone.features.5.conv.1.0.weight"], theirs["backbone.features.5.conv.1.0.weight"])
     assert ours["classifier.4.weight"].shape[0] == 7  # the shapes data set's classes, fresh

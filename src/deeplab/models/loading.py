@@ -67,11 +67,16 @@ def _existing(path: str | os.PathLike) -> Path:
     return found
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
+def load_weights(model: nn.Module, path: str | os.PathLike) -> str:
     """Start ``model`` from the weights of any checkpoint ``load_model`` reads (ours, a peer's, a
-    Caffe release): strict on every key, except classifier layers whose class count differs, which
-    stay freshly initialised (with a warning), as ``load_state`` does."""
-    load_state(unwrap(model), read(_existing(path)).state_dict, path)
+    Caffe release, a shipped name): strict on every key, except classifier layers whose class count
+    differs, which stay freshly initialised (with a warning), as ``load_state`` does. Returns a
+    one-line report of what was loaded and what was not."""
+    found = read(_existing(path))
+    fresh = load_state(unwrap(model), found.state_dict, path)
+    loaded = len(found.state_dict) - sum(1 for k in found.state_dict if _layer(k) in fresh)
+    rest = f"; freshly initialised: {', '.join(fresh)}" if fresh else "; nothing left fresh"
+    return f"{path}: {loaded} tensors from a {found.arch} ({found.kind}){rest}"
 
 
 def _apply_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -89,9 +94,10 @@ def _apply_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> dict[
     return merged
 
 
-def load_state(model: DeepLab, state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+def load_state(model: DeepLab, state: dict[str, torch.Tensor], path: str | os.PathLike) -> list[str]:
     """Load ``state`` into ``model``: classifier layers whose class count differs, and an aux head the
-    file lacks, are left freshly initialised with a warning; any other mismatch is a CheckpointError."""
+    file lacks, are left freshly initialised with a warning (their names are returned); any other
+    mismatch is a CheckpointError."""
     own = model.state_dict()
     _check_values(state, own, path)
     num_classes = model.meta.config["num_classes"]
@@ -115,6 +121,7 @@ def load_state(model: DeepLab, state: dict[str, torch.Tensor], path: str | os.Pa
             f"{path}: no aux_classifier weights in the file, the aux head is freshly initialised", stacklevel=3
         )
     model.load_state_dict({k: v for k, v in state.items() if k in own and _layer(k) not in reinit}, strict=False)
+    return reinit + (["aux_classifier"] if fresh_aux else [])
 
 
 def _check_values(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], path: str | os.PathLike) -> None:

@@ -101,8 +101,9 @@ class TrainConfig:
         aux_weight: weight of the auxiliary head's loss (model.aux).
         precision: "fp32", "bf16" (CPU or GPU) or "fp16" (GPU, with loss scaling).
         seed: seeds the data order, the augmentation of every sample and every iteration's RNG.
-        backbone_weights: ImageNet ResNet checkpoint (torchvision format) to start the backbone
-            from; null = random initialisation.
+        backbone_weights: checkpoint to start the backbone from: torchvision's ImageNet file, or the
+            backbone of any checkpoint load_model reads (a shipped name too, e.g. voc-mobilenetv2);
+            null = random initialisation.
         init_weights: checkpoint to start the whole model from (weights only; any layout
             ``load_model`` reads, e.g. the stage-1 best.pt for v3 stage 2 or a peer's release; a
             different class count re-initialises the classifier); null = none.

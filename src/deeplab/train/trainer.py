@@ -31,7 +31,15 @@ from deeplab.distributed import DistInfo, all_reduce_sum, barrier, cleanup, init
 from deeplab.evaluation import accumulate
 from deeplab.inference import Segmenter
 from deeplab.metrics import scores
-from deeplab.models import DeepLab, MultiScale, build_model, load_model, load_weights, save_model
+from deeplab.models import (
+    DeepLab,
+    MultiScale,
+    build_model,
+    load_backbone_weights,
+    load_model,
+    load_weights,
+    save_model,
+)
 from deeplab.train.config import Config, config_to_dict
 from deeplab.train.log import RunLog
 from deeplab.train.loss import median_frequency_weights, segmentation_loss, top_k_share
@@ -133,7 +141,7 @@ class Trainer:
         if model is None:
             model = build_model_for(config, len(train_set.classes))
         if t.init_weights and not from_weights:
-            load_weights(model, t.init_weights)  # any layout; a new class count re-initialises the classifier
+            log.info(load_weights(model, t.init_weights))  # any layout; a new class count re-initialises the classifier
         return cls(config, model, train_set, val_set, dist=dist, progress=progress, on_checkpoint=on_checkpoint)
 
     # -- setup -----------------------------------------------------------------------------
@@ -472,10 +480,13 @@ def build_model_for(config: Config, num_classes: int) -> DeepLab:
     if m.arch is None:  # the architecture (and weights) of the checkpoint to fine-tune
         if not config.train.init_weights:
             raise ValueError("model.arch is null: give train.init_weights, whose architecture is then used")
-        return load_model(config.train.init_weights, num_classes=num_classes, **kwargs, **m.options)
-    if config.train.backbone_weights:
-        kwargs["pretrained_backbone"] = config.train.backbone_weights
-    return build_model(m.arch, num_classes=num_classes, **kwargs, **m.options)
+        model = load_model(config.train.init_weights, num_classes=num_classes, **kwargs, **m.options)
+        log.info(f"{config.train.init_weights}: model and weights of a {model.meta.arch}")
+        return model
+    model = build_model(m.arch, num_classes=num_classes, **kwargs, **m.options)
+    if config.train.backbone_weights:  # ImageNet, or the backbone of any checkpoint load_model reads
+        log.info(load_backbone_weights(model, config.train.backbone_weights))
+    return model
 
 
 def _resume_weights(model: nn.Module, path: str | Path) -> dict:
