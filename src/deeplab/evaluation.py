@@ -61,7 +61,7 @@ def accumulate(
             yield [image for image, _ in batch]
 
     if hasattr(seg, "predict_batches"):
-        results = seg.predict_batches(images())
+        results = seg.predict_batches(images(), probs=False)  # the labels are all that is counted
     else:
         results = ([seg(image) for image in batch] for batch in images())
     done = 0

@@ -17,7 +17,11 @@ model, image = TinyNet().eval(), tiny_image(48, 64, seed=3)
 torch_path = Segmenter(model, backend="torch")(image)
 auto = Segmenter(model)
 got = auto(image)
+fast = auto.predict_batch([image, image[:40]], probs=False)
 print(json.dumps({"backend": auto.backend, "labels_equal": bool(np.array_equal(got.labels, torch_path.labels)),
+                  "labels_only_equal": bool(np.array_equal(fast[0].labels, got.labels))
+                  and bool(np.array_equal(fast[1].labels, auto(image[:40]).labels)) and fast[0].probs is None,
+                  "labels_in_graph": auto.model._labelled is not None, "dtype": str(fast[0].labels.dtype),
                   "max_diff": float(np.abs(got.probs - torch_path.probs).max()),
                   "no_optimize": Segmenter(model, optimize=False).backend,
                   "compiled": Segmenter(model, compile=True).backend}))
@@ -27,6 +31,7 @@ print(json.dumps({"backend": auto.backend, "labels_equal": bool(np.array_equal(g
 def test_auto_is_the_default_and_gives_the_torch_paths_labels(tmp_path):
     result = run_child(LABELS, DEEPLAB_CACHE_DIR=str(tmp_path))
     assert result["backend"] == "openvino" and result["labels_equal"] and result["max_diff"] < 1e-5
+    assert result["labels_only_equal"] and result["labels_in_graph"] and result["dtype"] == "int64"
     assert result["no_optimize"] == "torch" and result["compiled"] == "torch"
 
 

@@ -345,7 +345,7 @@ def test_read_only_images_raise_no_torch_warning(model):
     assert np.array_equal(got.labels, Segmenter(model, backend="torch")(image).labels)
 
 
-def test_probabilities_that_are_not_finite_fail_the_image(tmp_path):
+def test_outputs_that_are_not_finite_fail_the_image(tmp_path):
     """Weights that overflow give NaN probabilities: predict names the image, evaluate too; no labels."""
     from click.testing import CliRunner
     from PIL import Image
@@ -360,9 +360,10 @@ def test_probabilities_that_are_not_finite_fail_the_image(tmp_path):
     with torch.no_grad():
         model.classifier[2].weight.fill_(1e20)  # finite weights whose logits overflow to infinity
         model.classifier[-1].weight.fill_(3e38)
-    with pytest.raises(ValueError, match="probabilities are not finite"):
-        Segmenter(model, backend="torch")(tiny_image(40, 56))
-    with pytest.raises(ValueError, match="val_00000 of the data set: the network's probabilities are not finite"):
+    for probs in (True, False):  # the probabilities, or the labels only
+        with pytest.raises(ValueError, match="outputs are not finite"):
+            Segmenter(model, backend="torch")(tiny_image(40, 56), probs=probs)
+    with pytest.raises(ValueError, match="val_00000 of the data set: the network's outputs are not finite"):
         evaluate(Segmenter(model, backend="torch"), ShapesDataset("val", 2), progress=False)
     save_model(tmp_path / "huge.pt", model)
     Image.fromarray(tiny_image(40, 56)).save(tmp_path / "a.png")
@@ -379,7 +380,23 @@ def test_probabilities_that_are_not_finite_fail_the_image(tmp_path):
             "torch",
         ],
     )
-    assert (
-        result.exit_code == 1 and f"{tmp_path / 'a.png'}: the network's probabilities are not finite" in result.output
-    )
+    assert result.exit_code == 1 and f"{tmp_path / 'a.png'}: the network's outputs are not finite" in result.output
     assert not (tmp_path / "out" / "a.png").exists()
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"scales": (1.0, 0.5)}, {"flip": True}, {"tile": 32}])
+def test_labels_only_are_the_labels_of_the_probabilities(model, kwargs):
+    """probs=False gives predict_batch's labels without probabilities; in the plain case (one scale,
+    no flip, no tiles) from the argmax of the logits, never through the softmax."""
+    images = [tiny_image(40, 56, seed=k) for k in range(3)] + [tiny_image(48, 40, seed=5)]
+    seg = Segmenter(model, backend="torch", **kwargs)
+    full = seg.predict_batch(images)
+    plain = seg.labels_only(images)
+    if plain:  # never through the full-size probabilities
+        seg.probabilities = lambda *args: pytest.fail("computed probabilities")
+    labels_only = seg.predict_batch(images, probs=False)
+    assert all(p.probs is None for p in labels_only)
+    for a, b in zip(full, labels_only):
+        assert b.labels.dtype == np.int64 and np.array_equal(a.labels, b.labels)
+    assert plain == (kwargs == {})
+    assert torch.equal(torch.tensor(seg(images[0], probs=False).labels), torch.tensor(full[0].labels))

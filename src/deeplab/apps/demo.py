@@ -29,6 +29,7 @@ from deeplab.apps.viz import overlay, overlay_with_legend
 from deeplab.atomic import atomic_write
 from deeplab.data.shapes import ShapesDataset
 from deeplab.evaluation import evaluate
+from deeplab.inference import Segmenter
 from deeplab.models import load_model
 from deeplab.models.named import NAMED_WEIGHTS, weights_path
 from deeplab.palette import VOC_CLASSES, voc_palette
@@ -118,10 +119,15 @@ def _row(result: dict) -> list[str]:
     return [result["label"], *(f"{100 * v:.2f}" for v in cells), f"{result['seconds_per_image']:.3f}"]
 
 
+def _labels(predictor: Any, rgb: np.ndarray) -> np.ndarray:
+    """A predictor's labels: a Segmenter's without probabilities (as the TFLite runtime gives them)."""
+    return (predictor(rgb, probs=False) if isinstance(predictor, Segmenter) else predictor(rgb)).labels
+
+
 def _warm_up(segmenters: dict, image: np.ndarray) -> None:
     """One call each so that the times exclude one-off costs (CRF compile cache load, allocators)."""
     for seg in segmenters.values():
-        seg(image)
+        seg(image, probs=False)
 
 
 def _report(results: list[dict], weights: Path, n: int) -> Report:
@@ -154,7 +160,7 @@ def _add_panels(report: Report, out: Path, segmenters: dict, data: Any, count: i
             _save(folder / f"{i:02d}-truth.png", overlay(image, mask, data.palette, 0.6)),
         ]
         for name, seg in segmenters.items():
-            picture = overlay(image, seg(image).labels, data.palette, 0.6)
+            picture = overlay(image, seg(image, probs=False).labels, data.palette, 0.6)
             row.append(_save(folder / f"{i:02d}-{_slug(name)}.png", picture))
         rows.append([str(p.relative_to(out)) for p in row])
     report.grid(["image", "ground truth", *segmenters], rows)
@@ -225,7 +231,7 @@ def _real_photos_section(out: Path, echo: Callable[[str], None], device: str | N
     results, labels = [], {}
     for name, predictor in predictors.items():
         start = time.perf_counter()
-        labels[name] = [predictor(p.rgb).labels for p in photos]
+        labels[name] = [_labels(predictor, p.rgb) for p in photos]
         seconds = (time.perf_counter() - start) / len(photos)
         result = evaluate(predictor, labelled, label=name, progress=False)
         results.append(result | {"seconds_per_image": seconds})

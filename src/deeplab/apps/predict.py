@@ -22,7 +22,7 @@ from deeplab.apps.viz import overlay_with_legend
 from deeplab.atomic import atomic_write
 from deeplab.data.loading import batches
 from deeplab.imageio import read_image, write_label_png
-from deeplab.inference import Segmenter
+from deeplab.inference import Prediction, Segmenter
 
 
 class BatchResult(NamedTuple):
@@ -74,9 +74,13 @@ def predict_files(
                         failed.append((Path(path), error))
                         tqdm.write(f"error: {error}")
                 rgbs = [rgb for _, _, rgb in good]
+                preds: list[Prediction] | None
                 try:
-                    probs = segmenter.probabilities(rgbs)
-                    preds = None if segmenter.overlaps_crf else segmenter.refine(rgbs, probs)
+                    if not save_probs and segmenter.labels_only(rgbs):  # labels straight from the network
+                        probs, preds = [], segmenter.predict_batch(rgbs, probs=False)
+                    else:
+                        probs = segmenter.probabilities(rgbs)
+                        preds = None if segmenter.overlaps_crf else segmenter.refine(rgbs, probs)
                 except ValueError as err:  # a network or CRF failure fails the whole batch, named
                     failed += [(Path(path), f"{path}: {err}") for path, _, _ in good]
                     continue

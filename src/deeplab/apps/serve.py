@@ -114,8 +114,11 @@ class Batcher:
         loop = asyncio.get_running_loop()
         rgbs = [rgb for rgb, _ in batch]
         try:
-            probs = await loop.run_in_executor(self.network, self.segmenter.probabilities, rgbs)
-            predictions = await loop.run_in_executor(self.crf, self.segmenter.refine, rgbs, probs)
+            if self.segmenter.labels_only(rgbs):  # labels straight from the network: no probabilities
+                predictions = await loop.run_in_executor(self.network, self.segmenter.predict_batch, rgbs, False)
+            else:
+                probs = await loop.run_in_executor(self.network, self.segmenter.probabilities, rgbs)
+                predictions = await loop.run_in_executor(self.crf, self.segmenter.refine, rgbs, probs)
             for (_, future), prediction in zip(batch, predictions):
                 if not future.done():
                     future.set_result(prediction)

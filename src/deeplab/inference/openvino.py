@@ -72,12 +72,37 @@ class OpenVinoModel(nn.Module):
         self.compiled = core.compile_model(network, "CPU", config)
         if entry is not None:
             cache.seal(entry)  # OpenVINO has written its compiled blob into the entry by now
+        self._labelled: Any = None
+        self._core, self._network, self._config, self._entry = core, network, config, entry
         forks.mark_fork_unsafe("OpenVINO")
         forks.keep_in_child(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         image = np.ascontiguousarray(x.detach().float().cpu().numpy())
         return torch.from_numpy(np.array(self.compiled(image)[0], copy=True))
+
+    def labels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(highest logit, its class) N,H,W: the graph with a TopK over the classes appended, so
+        that only the labels leave the runtime, not C full-size maps of logits (compiled once, cached)."""
+        if self._labelled is None:
+            self._labelled = self._compile_labelled()
+        image = np.ascontiguousarray(x.detach().float().cpu().numpy())
+        top, best = self._labelled(image).to_tuple()
+        return torch.from_numpy(np.array(top[:, 0], copy=True)), torch.from_numpy(best[:, 0].astype(np.int64))
+
+    def _compile_labelled(self) -> Any:
+        import openvino as ov
+        from openvino import opset13
+
+        network = self._core.read_model(self._network) if isinstance(self._network, str) else self._network.clone()
+        logits = network.get_results()[0].input_value(0)  # what the Result node reads
+        k = opset13.constant(np.array(1, dtype=np.int64))
+        topk = opset13.topk(logits, k, axis=1, mode="max", sort="none", index_element_type="i32")
+        labelled = ov.Model([topk.output(0), topk.output(1)], network.get_parameters(), "labels")
+        compiled = self._core.compile_model(labelled, "CPU", self._config)
+        if self._entry is not None:
+            cache.seal(self._entry)  # its compiled blob went into the entry too
+        return compiled
 
 
 def _int8_network(model: nn.Module) -> tuple[Any, Path | None]:

@@ -41,6 +41,8 @@ FUSIONS = ("mean", "max")  # DeepLab v3's mean of probabilities, v2's max of log
 # so larger batches are split; GPUs take the batch whole.
 CPU_FORWARD_PIXELS = 1 << 18
 
+NOT_FINITE = "the network's outputs are not finite (NaN or infinity): the weights are broken"
+
 PRESETS: dict[str, dict[str, Any]] = {
     # DeepLab v2 (Chen et al. 2017), MSC: max over the score maps at scales 1, 0.75, 0.5.
     "deeplabv2": {"scales": (1.0, 0.75, 0.5), "flip": False, "fusion": "max"},
@@ -50,10 +52,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 class Prediction(NamedTuple):
-    """The result of a Segmenter: labels HxW int64 and probabilities CxHxW float32."""
+    """The result of a Segmenter: labels HxW int64 and probabilities CxHxW float32 (None where the
+    call asked for labels only: ``probs=False``)."""
 
     labels: np.ndarray
-    probs: np.ndarray
+    probs: np.ndarray | None
 
 
 class Segmenter:
@@ -124,23 +127,29 @@ class Segmenter:
         return cls(model, **{**PRESETS[name], **overrides})
 
     @torch.inference_mode()
-    def __call__(self, image: np.ndarray | Image.Image) -> Prediction:
-        """Segment one image: labels HxW int64 and probabilities CxHxW float32."""
-        return self.predict_batch([image])[0]
+    def __call__(self, image: np.ndarray | Image.Image, probs: bool = True) -> Prediction:
+        """Segment one image: labels HxW int64 and probabilities CxHxW float32 (``probs=False``: None)."""
+        return self.predict_batch([image], probs)[0]
 
     @torch.inference_mode()
-    def predict_batch(self, images: Sequence[np.ndarray | Image.Image]) -> list[Prediction]:
+    def predict_batch(self, images: Sequence[np.ndarray | Image.Image], probs: bool = True) -> list[Prediction]:
         """Segment several images, running those of one size through the network together.
 
         The same result as one at a time (up to float rounding of batched convolutions): images are
         grouped by size rather than padded, since padding would change what the image-level pooling
-        of ASPP sees. Images that need tiles run one at a time.
+        of ASPP sees. Images that need tiles run one at a time. ``probs=False`` returns labels only:
+        with one scale, no flip, no CRF and no tiles (``labels_only``) the argmax of the logits taken
+        inside the runtime, without full-size probabilities; the same labels but where two logits
+        differ by less than the softmax's rounding (there the probabilities tie: the first class).
         """
         rgbs = [as_rgb(image) for image in images]
-        return self.refine(rgbs, self.probabilities(rgbs))
+        if not probs and self.labels_only(rgbs):
+            return [Prediction(labels, None) for labels in self._labels(rgbs)]
+        predictions = self.refine(rgbs, self.probabilities(rgbs))
+        return predictions if probs else [Prediction(p.labels, None) for p in predictions]
 
     def predict_batches(
-        self, batches: Iterable[Sequence[Any]], depth: int = 2, overlap: bool | None = None
+        self, batches: Iterable[Sequence[Any]], depth: int = 2, overlap: bool | None = None, probs: bool = True
     ) -> Iterator[list[Prediction]]:
         """``predict_batch`` over a stream of batches, in order. With ``overlap`` the CRF (and the
         argmax) of batch k runs on a background thread while the network computes batch k+1, at most
@@ -150,7 +159,7 @@ class Segmenter:
             overlap = self.overlaps_crf
         if self.crf is None or not overlap:
             for batch in batches:
-                yield self.predict_batch(batch)
+                yield self.predict_batch(batch, probs)
             return
         pending: deque[Future] = deque()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="crf") as pool:
@@ -158,9 +167,43 @@ class Segmenter:
                 rgbs = [as_rgb(image) for image in batch]
                 pending.append(pool.submit(self.refine, rgbs, self.probabilities(rgbs)))
                 while len(pending) >= depth:
-                    yield pending.popleft().result()
+                    done = pending.popleft().result()
+                    yield done if probs else [Prediction(p.labels, None) for p in done]
             while pending:
-                yield pending.popleft().result()
+                done = pending.popleft().result()
+                yield done if probs else [Prediction(p.labels, None) for p in done]
+
+    def labels_only(self, images: Sequence[np.ndarray]) -> bool:
+        """Whether labels of these images can skip the probabilities: one scale, no flip, no CRF, no tiles."""
+        plain = self.scales == (1.0,) and not self.flip and self.crf is None
+        return plain and all(self._tile_for(rgb) is None for rgb in images)
+
+    def _labels(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
+        """Labels of untiled images at one scale without flips: the argmax over the logits' classes,
+        inside the runtime where it can (OpenVINO's graph), images of one size batched."""
+        labels: list[np.ndarray | None] = [None] * len(rgbs)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, rgb in enumerate(rgbs):
+            groups.setdefault(rgb.shape, []).append(i)
+        for members in groups.values():
+            step = self._images_per_pass(rgbs[members[0]].shape[:2], len(members))
+            for start in range(0, len(members), step):
+                part = members[start : start + step]
+                x = torch.cat([self._normalise(rgbs[i]) for i in part])
+                top, best = self._top(x)
+                if not bool(torch.isfinite(top).all()):  # never labels from NaN
+                    raise ValueError(NOT_FINITE)
+                for k, i in enumerate(part):
+                    labels[i] = best[k].numpy()
+        return [label for label in labels if label is not None]
+
+    def _top(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(highest logit, its class) N,H,W of a normalised batch, on the CPU."""
+        labelled = getattr(self.model, "labels", None)  # a runtime that takes the argmax in its graph
+        if labelled is not None:
+            return labelled(x)
+        top, best = self._run(x).max(1)
+        return top.cpu(), best.cpu()
 
     @property
     def overlaps_crf(self) -> bool:
@@ -188,7 +231,7 @@ class Segmenter:
         done = [s for s in scores if s is not None]  # every image went through a tile or a group
         probs = [s.contiguous() if self.fusion == "mean" else _softmax(s) for s in done]
         if not all(bool(torch.isfinite(p).all()) for p in probs):  # never labels from NaN
-            raise ValueError("the network's probabilities are not finite (NaN or infinity): the weights are broken")
+            raise ValueError(NOT_FINITE)
         return probs
 
     def refine(self, images: Sequence[np.ndarray | Image.Image], probs: list[torch.Tensor]) -> list[Prediction]:

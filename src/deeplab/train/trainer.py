@@ -394,7 +394,7 @@ class Trainer:
         image, mask = self.val_set[index]
         colours = np.zeros((256, 3), np.uint8)
         colours[: len(self.val_set.palette)] = np.asarray(self.val_set.palette, np.uint8)
-        return np.concatenate([image, colours[np.asarray(mask)], colours[seg(image).labels]], axis=1)
+        return np.concatenate([image, colours[np.asarray(mask)], colours[seg(image, probs=False).labels]], axis=1)
 
     def fit(self) -> TrainResult:
         """Train from self.iteration to config.train.iterations; checkpoints, validation, logs, plots."""
