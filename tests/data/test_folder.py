@@ -130,11 +130,33 @@ def test_named_palettes_need_no_classes_file(tmp_path):
         root = tmp_path / name
         (root / "images").mkdir(parents=True)
         (root / "masks").mkdir()
-        labels = np.array([[0, 1, 2], [3, 255, 1]], np.uint8)
+        labels = np.array([[0, 1, 2], [3, 255, 1], [len(classes) - 1, 5, 0]], np.uint8)
         rgb = np.array([[colours[v] if v != 255 else void for v in row] for row in labels], np.uint8)
-        Image.fromarray(np.zeros((2, 3, 3), np.uint8)).save(root / "images" / "a.png")
+        Image.fromarray(np.zeros((3, 3, 3), np.uint8)).save(root / "images" / "a.png")
         Image.fromarray(rgb).save(root / "masks" / "a.png")
         data = FolderDataset(root, palette=name)
         assert data.classes == classes and np.array_equal(data[0][1], labels)
-    with pytest.raises(DatasetError, match="unknown palette 'ade'; named palettes: voc, cityscapes"):
+    with pytest.raises(DatasetError, match="unknown palette 'ade'; named palettes: voc, cityscapes, ade20k"):
         FolderDataset(tmp_path / "voc", palette="ade")
+
+
+def test_a_colour_two_classes_share(tmp_path):
+    """ADE20K's road and skyscraper share (140, 140, 140): ignored in its colour masks; in a classes
+    file a shared colour is an error naming both classes."""
+    import numpy as np
+    from PIL import Image
+
+    from deeplab.data import DatasetError
+    from deeplab.data.folder import FolderDataset
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(np.zeros((1, 3, 3), np.uint8)).save(tmp_path / "images" / "a.png")
+    mask = np.array([[(140, 140, 140), (120, 120, 120), (0, 0, 0)]], np.uint8)
+    Image.fromarray(mask).save(tmp_path / "masks" / "a.png")
+    ade = FolderDataset(tmp_path, palette="ade20k")
+    assert ade.classes[6] == "road" and ade.classes[48] == "skyscraper" and len(ade.classes) == 150
+    assert ade[0][1].tolist() == [[255, 0, 255]]  # shared colour and "other" ignored, wall is 0
+    (tmp_path / "classes.txt").write_text("wall 120 120 120\nroad 140 140 140\nskyscraper 140 140 140\n")
+    with pytest.raises(DatasetError, match="classes 'road' and 'skyscraper' share the colour"):
+        FolderDataset(tmp_path)

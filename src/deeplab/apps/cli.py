@@ -379,7 +379,7 @@ def data_group() -> None:
 @click.option("--dataset", type=click.Choice(list(DATASETS)), required=True, help="The data set's layout.")
 @click.option("--root", help="Its folder.")
 @click.option("--split", default="all", show_default=True, help="The split to check (folder: all = every image).")
-@click.option("--palette", help="Masks in a known data set's colours: voc or cityscapes (folder data sets).")
+@click.option("--palette", help="Masks in a known data set's colours: voc, cityscapes or ade20k (folder data sets).")
 @click.option("-o", "--output", default="data-check", show_default=True, type=OUT_DIR, callback=writable_path)
 def data_check_command(dataset, root, split, palette, output) -> None:
     """Decode every image and mask, list every problem, count the classes; exit 1 if training would fail."""

@@ -5,8 +5,8 @@ just `name`) or root/classes.yaml (a list of names, of {name, color}, or a name 
 mapping). A class named `ignore` or `void` gives the colour of ignored pixels (label 255). Masks
 are index PNGs (palette or gray: the pixel value is the class) or RGB PNGs mapped by the colours.
 Splits: root/{split}.txt listing file stems, or root/{split}/images + root/{split}/masks;
-split None (or "all") takes every image. ``palette="voc"`` or ``"cityscapes"`` (data.options)
-reads masks stored in that data set's colours without a classes file.
+split None (or "all") takes every image. ``palette="voc"``, ``"cityscapes"`` or ``"ade20k"``
+(data.options) reads masks stored in that data set's colours without a classes file.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class FolderDataset(SegmentationDataset):
         if name not in palettes:
             raise DatasetError(f"unknown palette {name!r}; named palettes: {', '.join(palettes)}")
         classes, colours, ignore = palettes[name]
-        self._set_classes(classes, list(colours), ignore, f"the {name} palette")
+        self._set_classes(classes, list(colours), ignore, f"the {name} palette", shared="ignored")
 
     def _read_classes(self, classes_file, base: Path, root: Path) -> None:
         if classes_file is None:
@@ -135,13 +135,24 @@ class FolderDataset(SegmentationDataset):
         classes, colours, ignore = read_classes(path)
         self._set_classes(classes, colours, ignore, path)
 
-    def _set_classes(self, classes: list[str], colours: list, ignore: tuple | None, source: object) -> None:
+    def _set_classes(
+        self, classes: list[str], colours: list, ignore: tuple | None, source: object, shared: str = "error"
+    ) -> None:
+        """Classes and the colour -> label table. A colour two classes share cannot be decoded: an
+        error for a classes file, ignored pixels for a data set's own palette (ADE20K has one)."""
         self.classes = classes
         default = voc_palette(len(self.classes))
         self.palette = [tuple(int(v) for v in (c or default[k])) for k, c in enumerate(colours)]
         indices = [(v, v) for v in range(len(self.classes))] + [(IGNORE_INDEX, IGNORE_INDEX)]
         self.lut = lookup_table(indices)
-        keyed = {_key(c): k for k, c in enumerate(colours) if c is not None}
+        keyed: dict[int, int] = {}
+        for k, c in enumerate(colours):
+            if c is None:
+                continue
+            if _key(c) in keyed and shared == "error":
+                first = classes[keyed[_key(c)]]
+                raise DatasetError(f"{source}: classes {first!r} and {classes[k]!r} share the colour {tuple(c)}")
+            keyed[_key(c)] = IGNORE_INDEX if _key(c) in keyed else k
         if ignore is not None:
             keyed[_key(ignore)] = IGNORE_INDEX
         self._colour_keys = np.array(sorted(keyed), dtype=np.int64)
