@@ -149,12 +149,13 @@ class FolderDataset(SegmentationDataset):
         for k, c in enumerate(colours):
             if c is None:
                 continue
-            if _key(c) in keyed and shared == "error":
-                first = classes[keyed[_key(c)]]
+            key = int(_key(c))
+            if key in keyed and shared == "error":
+                first = classes[keyed[key]]
                 raise DatasetError(f"{source}: classes {first!r} and {classes[k]!r} share the colour {tuple(c)}")
-            keyed[_key(c)] = IGNORE_INDEX if _key(c) in keyed else k
+            keyed[key] = IGNORE_INDEX if key in keyed else k
         if ignore is not None:
-            keyed[_key(ignore)] = IGNORE_INDEX
+            keyed[int(_key(ignore))] = IGNORE_INDEX
         self._colour_keys = np.array(sorted(keyed), dtype=np.int64)
         self._colour_labels = np.array([keyed[k] for k in sorted(keyed)], dtype=np.uint8)
         self._classes_file = source
