@@ -1,4 +1,8 @@
+import html
+import json
 import re
+from importlib import resources
+from pathlib import Path
 
 import pytest
 import torch
@@ -39,6 +43,12 @@ def test_demo_writes_a_report_whose_pictures_exist(tmp_path, tiny_checkpoint, mo
     bird = re.search(r"bird IoU.*?(0\.\d+)", "\n".join(lines))
     assert bird is not None and float(bird.group(1)) >= 0.90
     assert (tmp_path / "hero.png").is_file() and page.index("Real photos") < page.index("Built-in scenes")
+    # the papers' claims as shipped (benchmarks/paper_claims.py): mean of the seeds and how many agree
+    claims = json.loads((Path(str(resources.files("deeplab"))) / "assets" / "claims.json").read_text())
+    assert html.escape("The papers' claims, measured in the small") in page and html.escape(claims["recipe"]) in page
+    first = claims["claims"][0]
+    mean = ", ".join(f"{k} {100 * sum(v) / len(v):.2f}" for k, v in first["ours"].items())
+    assert mean in page and first["seeds"] in ("0/2", "1/2", "2/2")
 
 
 def test_format_table_has_one_row_per_strategy():
