@@ -22,6 +22,7 @@ from deeplab.apps.options import (
     device_option,
     naming,
     one_line_errors,
+    output_file_option,
     segmenter_from_options,
     segmenter_options,
     threads_option,
@@ -302,14 +303,7 @@ def evaluate_cmd(
 @main.command("quantize")
 @weights_option()
 @click.option("--calibration", required=True, help="Representative photos: a folder, files or a glob.")
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False),
-    callback=writable_path,
-    help="OUT.pt or .safetensors.",
-)
+@output_file_option("OUT.pt or .safetensors.")
 @click.option("--max-images", type=click.IntRange(1), default=64, show_default=True, help="Calibration images used.")
 def quantize_command(weights, calibration, output, max_images) -> None:
     """Calibrate 8-bit inference (NNCF, OpenVINO) on photos; OUTPUT runs with --precision int8."""
@@ -436,14 +430,7 @@ def convert_command(source: str, target: str, output_stride: str | None) -> None
 @main.command("crf")
 @click.argument("image", type=click.Path(dir_okay=False))
 @click.argument("probs", type=click.Path(dir_okay=False))
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(dir_okay=False),
-    callback=writable_path,
-    help="Label PNG to write.",
-)
+@output_file_option("Label PNG to write.")
 @click.option("--logits", is_flag=True, help="PROBS holds logits (softmax taken first).")
 @click.option("--w1", type=float, default=4.0, show_default=True, help="Bilateral kernel weight.")
 @click.option("--theta-alpha", type=POSITIVE, default=67.0, show_default=True, help="Bilateral position scale (px).")

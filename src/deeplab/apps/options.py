@@ -64,6 +64,13 @@ def floats(text: str | None, name: str) -> tuple[float, ...] | None:
     return values
 
 
+def output_file_option(help: str) -> Callable:
+    """``-o/--output FILE``, required: a file to write, its folder checked writable before any work."""
+    return click.option(
+        "-o", "--output", required=True, type=click.Path(dir_okay=False), callback=writable_path, help=help
+    )
+
+
 def writable_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """A usage error when a folder above an output path is a regular file (nothing could be written)."""
     if value is None:

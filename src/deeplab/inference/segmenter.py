@@ -146,7 +146,7 @@ class Segmenter:
         if not probs and self.labels_only(rgbs):
             return [Prediction(labels, None) for labels in self._labels(rgbs)]
         predictions = self.refine(rgbs, self.probabilities(rgbs))
-        return predictions if probs else [Prediction(p.labels, None) for p in predictions]
+        return predictions if probs else _labels_only(predictions)
 
     def predict_batches(
         self, batches: Iterable[Sequence[Any]], depth: int = 2, overlap: bool | None = None, probs: bool = True
@@ -168,10 +168,10 @@ class Segmenter:
                 pending.append(pool.submit(self.refine, rgbs, self.probabilities(rgbs)))
                 while len(pending) >= depth:
                     done = pending.popleft().result()
-                    yield done if probs else [Prediction(p.labels, None) for p in done]
+                    yield done if probs else _labels_only(done)
             while pending:
                 done = pending.popleft().result()
-                yield done if probs else [Prediction(p.labels, None) for p in done]
+                yield done if probs else _labels_only(done)
 
     def labels_only(self, images: Sequence[np.ndarray]) -> bool:
         """Whether labels of these images can skip the probabilities: one scale, no flip, no CRF, no tiles."""
@@ -182,10 +182,7 @@ class Segmenter:
         """Labels of untiled images at one scale without flips: the argmax over the logits' classes,
         inside the runtime where it can (OpenVINO's graph), images of one size batched."""
         labels: list[np.ndarray | None] = [None] * len(rgbs)
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, rgb in enumerate(rgbs):
-            groups.setdefault(rgb.shape, []).append(i)
-        for members in groups.values():
+        for members in _by_size(rgbs, range(len(rgbs))).values():
             step = self._images_per_pass(rgbs[members[0]].shape[:2], len(members))
             for start in range(0, len(members), step):
                 part = members[start : start + step]
@@ -217,14 +214,14 @@ class Segmenter:
         """Fused probabilities CxHxW (CPU, float32) of each image: the network part of predict_batch."""
         rgbs = [as_rgb(image) for image in images]
         scores: list[torch.Tensor | None] = [None] * len(rgbs)
-        groups: dict[tuple[int, ...], list[int]] = {}
+        whole = []
         for i, rgb in enumerate(rgbs):
             tile = self._tile_for(rgb)
             if tile is not None:
                 scores[i] = self._tiled(rgb, tile)
             else:
-                groups.setdefault(rgb.shape, []).append(i)
-        for members in groups.values():
+                whole.append(i)
+        for members in _by_size(rgbs, whole).values():
             fused = self._fuse([rgbs[i] for i in members]).float().cpu()
             for k, i in enumerate(members):
                 scores[i] = fused[k]
@@ -361,6 +358,19 @@ class Segmenter:
         rgb = np.require(rgb, requirements=("C", "W"))  # a copy where read-only (PIL's): torch warns on those
         x = torch.from_numpy(rgb).to(self.device).permute(2, 0, 1).float().div_(255)
         return x.sub_(self._mean).div_(self._std).unsqueeze(0)
+
+
+def _by_size(rgbs: Sequence[np.ndarray], indices: Iterable[int]) -> dict[tuple[int, ...], list[int]]:
+    """The indices grouped by image size: images of one size go through the network together."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i in indices:
+        groups.setdefault(rgbs[i].shape, []).append(i)
+    return groups
+
+
+def _labels_only(predictions: list[Prediction]) -> list[Prediction]:
+    """The predictions without their probabilities (``probs=False``)."""
+    return [Prediction(p.labels, None) for p in predictions]
 
 
 def _check_scales(scales: Sequence[float]) -> tuple[float, ...]:
